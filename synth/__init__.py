@@ -1,0 +1,1 @@
+"""synth: regenerates the 3DPain synthetic pain-face dataset from code."""

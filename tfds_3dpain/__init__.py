@@ -1,0 +1,1 @@
+"""tfds_3dpain: the `3dpain` TFDS dataset builder (ArrayRecord + TFRecord)."""
