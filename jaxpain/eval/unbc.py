@@ -105,6 +105,22 @@ class UnbcData:
     """Frames of the given subjects, in table order."""
     return self.select(np.isin(self.subject, np.asarray(list(subjects))))
 
+  def sequence_starts(self) -> np.ndarray:
+    """(N,) bool: the first frame of each (subject, sequence).
+
+    Chosen without looking at any label, so it can pick test-time neutral
+    references honestly. In the hdf5 layout, which has no sequences, it is
+    the lowest-index frame of each subject.
+    """
+    grp = np.char.add(self.subject.astype(str), np.char.add("/", self.sequence))
+    first = np.ones(len(self), dtype=bool)
+    if len(self):
+      order = np.lexsort((self.frame, grp))
+      first_sorted = np.r_[True, grp[order][1:] != grp[order][:-1]]
+      first = np.zeros(len(self), dtype=bool)
+      first[order[first_sorted]] = True
+    return first
+
 
 _ROW_FIELDS = ("subject", "subject_name", "sequence", "frame", "au", "pspi",
                "key", "rows")
