@@ -1,0 +1,210 @@
+"""Small building blocks shared by the backbone and the ViTPain heads.
+
+The parameter *types* defined here carry the training policy: the optimizer
+never sees a `FrozenParam` (the pretrained DINOv3 base is a `BaseParam`, a
+`FrozenParam` subclass), so freezing is a property of the variable rather than
+of a fragile path regex. Every parameter also carries logical axis names in
+its `out_sharding` metadata; the trainer maps them to mesh axes with rules,
+and this package never names a mesh axis.
+
+Initialisers follow PyTorch defaults where the released model relied on them
+(reference.md §B.2), so a freshly built model is distributed like the
+released one before any weights are loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Shape = tuple[int, ...]
+Names = tuple[str | None, ...]
+
+
+class FrozenParam(nnx.Param):
+  """A parameter the optimizer never updates (kept in checkpoints)."""
+
+
+class BaseParam(FrozenParam):
+  """A frozen weight of the pretrained backbone (the LoRA "base")."""
+
+
+def make_param(
+  param_type: type[nnx.Param],
+  init,
+  key: jax.Array,
+  shape: Shape,
+  names: Names,
+  param_dtype,
+) -> nnx.Param:
+  """Creates a parameter with logical axis names attached.
+
+  Args:
+    param_type: `nnx.Param` or a subclass (freezing policy).
+    init: `jax.nn.initializers`-style callable `(key, shape, dtype)`.
+    key: PRNG key.
+    shape: parameter shape.
+    names: one logical axis name (or None) per dimension.
+    param_dtype: storage dtype.
+
+  Returns:
+    The parameter. Under `jax.set_mesh` plus `nnx.logical_axis_rules` it is
+    born sharded; otherwise it only carries the names.
+  """
+  if len(names) != len(shape):
+    raise ValueError(f'{len(names)} axis names for shape {shape}')
+  # Eager sharding needs a mesh; without one (CPU tests, inference) the
+  # names are kept as metadata only and the trainer shards explicitly.
+  eager = nnx.using_eager_sharding() and _mesh_in_context()
+  return param_type(
+    init(key, shape, param_dtype), out_sharding=tuple(names),
+    eager_sharding=eager)
+
+
+def _mesh_in_context() -> bool:
+  return not jax.sharding.get_abstract_mesh().empty
+
+
+def torch_linear_init(fan_in: int):
+  """U(+-1/sqrt(fan_in)): torch's default for Linear weights and biases."""
+  return _uniform(1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0)
+
+
+def _uniform(bound: float):
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def uniform(bound: float):
+  """U(-bound, bound) initialiser."""
+  return _uniform(bound)
+
+
+def trunc_normal(std: float):
+  """Truncated normal at +-2 (absolute, as timm's `trunc_normal_`)."""
+  def init(key, shape, dtype=jnp.float32):
+    lo, hi = -2.0 / std, 2.0 / std
+    return std * jax.random.truncated_normal(key, lo, hi, shape, dtype)
+  return init
+
+
+def constant(value: float):
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    return jnp.full(shape, value, dtype)
+  return init
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Inverted dropout; the identity when `key` is None or rate is 0.
+
+  Keys are threaded explicitly (not stored per layer) so that the backbone
+  stays a pure function of its inputs under `nnx.remat`.
+  """
+  if key is None or rate <= 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+
+
+def fold(key: jax.Array | None, *tags: int) -> jax.Array | None:
+  """Derives a sub-key per layer/use; passes None through."""
+  if key is None:
+    return None
+  for t in tags:
+    key = jax.random.fold_in(key, t)
+  return key
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact (erf) GELU, as torch's nn.GELU() default."""
+  return jax.nn.gelu(x, approximate=False)
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm computed in float32 whatever the compute dtype.
+
+  Args:
+    features: normalised size; `lead` prepends stacked copies (e.g. the
+      three binary heads share one module with lead=(3,)).
+  """
+
+  def __init__(
+    self,
+    features: int,
+    *,
+    eps: float = 1e-5,
+    lead: Shape = (),
+    lead_names: Names = (),
+    param_type: type[nnx.Param] = nnx.Param,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    del rngs  # deterministic init; kept for a uniform constructor
+    self.eps = eps
+    shape, names = (*lead, features), (*lead_names, 'norm')
+    key = jax.random.key(0)
+    self.scale = make_param(
+      param_type, constant(1.0), key, shape, names, param_dtype)
+    self.bias = make_param(
+      param_type, constant(0.0), key, shape, names, param_dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+    y = y * self.scale[...].astype(jnp.float32)
+    y = y + self.bias[...].astype(jnp.float32)
+    return y.astype(dtype)
+
+
+class Linear(nnx.Module):
+  """A head Linear layer with torch-default init (weight and bias).
+
+  Kernel layout is (in, out), the transpose of torch's `weight`.
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    *,
+    names: Names = ('embed', 'mlp'),
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    init = torch_linear_init(in_features)
+    self.kernel = make_param(
+      nnx.Param, init, rngs.params(), (in_features, out_features), names,
+      param_dtype)
+    self.bias = make_param(
+      nnx.Param, init, rngs.params(), (out_features,), names[1:],
+      param_dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel[...].astype(x.dtype)
+    return x @ k + self.bias[...].astype(x.dtype)
+
+
+def contract(x: jax.Array, w: jax.Array, n_in: int, batch: bool = False):
+  """Contracts the last `n_in` dims of x with the first `n_in` of w.
+
+  With `batch=True` both carry a leading group axis (one weight per group),
+  which is how two LoRA adapters share one batched pass.
+  """
+  b = 1 if batch else 0
+  xc = tuple(range(x.ndim - n_in, x.ndim))
+  wc = tuple(range(b, b + n_in))
+  bd = ((0,), (0,)) if batch else ((), ())
+  return jax.lax.dot_general(x, w, ((xc, wc), bd))
+
+
+def prod(shape: Sequence[int]) -> int:
+  return int(math.prod(shape))
