@@ -166,6 +166,22 @@ def read_folds(path: str, all_subjects=None) -> list[Fold]:
   return folds
 
 
+def for_data(data: unbc.UnbcData, root: str) -> tuple[list[Fold], str]:
+  """The folds of a UNBC copy: its fold file if `root` has one, else ours.
+
+  The TFDS builder and the runner both call this, so a prepared dataset and
+  a run reading the folder directly always agree on the folds.
+
+  Returns:
+    (folds, where they came from: the fold-file path or a description).
+  """
+  path = unbc.find_hdf5_files(root)["folds"]
+  if path:
+    return read_folds(path, data.subjects()), path
+  return (make_folds(data.subject, data.pspi, DEFAULT_K, seed=0),
+          "jaxpain.eval.folds.make_folds(seed=0)")
+
+
 def inner_split(fold: Fold, subject, pspi, fraction: float = 0.2,
                 seed: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
   """Split a fold's TRAIN subjects into (inner train, inner validation).

@@ -30,7 +30,6 @@ import io
 import numpy as np
 import tensorflow_datasets as tfds
 
-NUM_FOLDS = 5
 _AU_NAMES = ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43")
 
 
@@ -105,14 +104,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     root = str(dl_manager.manual_dir)
     data = unbc.load(root)
-    fold_file = unbc.find_hdf5_files(root)["folds"]
-    if fold_file:
-      folds = folds_lib.read_folds(fold_file, data.subjects())
-    else:
-      folds = folds_lib.make_folds(data.subject, data.pspi, NUM_FOLDS, seed=0)
+    folds, fold_source = folds_lib.for_data(data, root)
     self.info.metadata.update({
         "layout": data.layout,
-        "fold_source": fold_file or "jaxpain.eval.folds.make_folds(seed=0)",
+        "fold_source": fold_source,
         "folds": [{"train_subjects": list(f.train_subjects),
                    "test_subjects": list(f.test_subjects)} for f in folds],
         "read_stats": _jsonable(data.stats),
