@@ -56,7 +56,7 @@ def load_head_model(
   return _load_cached(backend, path, blendshapes, texture_space)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.cache
 def _load_cached(backend, path, blendshapes, texture_space) -> HeadModel:
   if backend == "makehuman":
     from synth.head import makehuman
