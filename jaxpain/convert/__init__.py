@@ -16,9 +16,12 @@ from jaxpain.convert.weights import (
   export_vitpain,
   load_timm_backbone,
   load_vitpain,
+  vit_from_timm,
+  vitpain_from_checkpoint,
 )
 
 __all__ = [
   'CheckpointError', 'read_state_dict', 'write_state_dict',
   'load_timm_backbone', 'load_vitpain', 'export_backbone', 'export_vitpain',
+  'vit_from_timm', 'vitpain_from_checkpoint',
 ]

@@ -133,22 +133,25 @@ def _norm_entries(key, path, d, slot=None):
 
 
 def _block_entries(cfg, k, path, base, slot):
+  """One block, in torch's state_dict order (own params, then children)."""
   v = cfg.size
   d, h = v.width, v.heads
   dh = d // h
   qkv, proj = (*path, 'attn', 'qkv'), (*path, 'attn', 'proj')
-  out = _norm_entries(f'{k}norm1', (*path, 'norm1'), d)
-  out += _lin_entries(f'{k}attn.qkv{base}', qkv, (d,), (3, h, dh), False)
+  out = [_e(f'{k}gamma_1', (*path, 'gamma_1'), (d,), (d,)),
+         _e(f'{k}gamma_2', (*path, 'gamma_2'), (d,), (d,))]
+  out += _norm_entries(f'{k}norm1', (*path, 'norm1'), d)
   if cfg.qkv_bias:  # timm `_qkvb`: q_bias, v_bias; the k part stays zero
     out += [_e(f'{k}attn.q_bias', (*qkv, 'bias'), (d,), (h, dh), 0),
             _e(f'{k}attn.v_bias', (*qkv, 'bias'), (d,), (h, dh), 2)]
+  out += _lin_entries(f'{k}attn.qkv{base}', qkv, (d,), (3, h, dh), False)
+  if slot is not None:
+    out += _lora_entries(f'{k}attn.qkv', qkv, (d,), (3, h, dh),
+                         cfg.lora.rank, slot)
   out += _lin_entries(f'{k}attn.proj{base}', proj, (h, dh), (d,), True)
   if slot is not None:
-    r = cfg.lora.rank
-    out += _lora_entries(f'{k}attn.qkv', qkv, (d,), (3, h, dh), r, slot)
-    out += _lora_entries(f'{k}attn.proj', proj, (h, dh), (d,), r, slot)
-  out += [_e(f'{k}gamma_1', (*path, 'gamma_1'), (d,), (d,)),
-          _e(f'{k}gamma_2', (*path, 'gamma_2'), (d,), (d,))]
+    out += _lora_entries(f'{k}attn.proj', proj, (h, dh), (d,),
+                         cfg.lora.rank, slot)
   out += _norm_entries(f'{k}norm2', (*path, 'norm2'), d)
   out += _lin_entries(f'{k}mlp.fc1', (*path, 'fc1'), (d,), (v.mlp,), True)
   out += _lin_entries(f'{k}mlp.fc2', (*path, 'fc2'), (v.mlp,), (d,), True)
@@ -156,7 +159,11 @@ def _block_entries(cfg, k, path, base, slot):
 
 
 def head_entries(cfg) -> list[Entry]:
-  """Cross-attention, PSPI, binary and AU heads of the released model."""
+  """Cross-attention, PSPI, binary and AU heads of the released model.
+
+  `au_queries` is a parameter of the top module, so torch lists it first;
+  `vitpain_entries` puts it there.
+  """
   d = cfg.width
   h = cfg.cross_attn_heads
   out = []
@@ -191,7 +198,6 @@ def head_entries(cfg) -> list[Entry]:
   out += _norm_entries('au_shared_features.0', (*au, 'norm'), d)
   out += _lin_entries('au_shared_features.2', (*au, 'fc'), (d,), (512,),
                       True)
-  out += [_e('au_queries', (*au, 'queries'), (6, d), (6, d))]
   out += _lin_entries('au_head', (*au, 'out'), (512,), (1,), True)
   return out
 
@@ -203,7 +209,8 @@ def vitpain_entries(cfg) -> list[Entry]:
   """All entries of a released-layout ViTPain state dict for `cfg`."""
   towers = TOWERS if cfg.use_neutral else TOWERS[:1]
   peft = cfg.lora_rank > 0
-  out = []
+  d = cfg.width
+  out = [_e('au_queries', ('au_head', 'queries'), (6, d), (6, d))]
   for t, name in enumerate(towers):
     shared = cfg.shared_base
     path = ('encoder',) if shared or t == 0 else ('neutral_encoder',)

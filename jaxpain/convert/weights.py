@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -152,3 +153,41 @@ def export_vitpain(model: vitpain.ViTPain) -> StateDict:
 def export_backbone(encoder: vit.ViT) -> StateDict:
   """The frozen base of one encoder with timm key names (no LoRA)."""
   return _export(encoder, keymap.backbone_entries(encoder.cfg, '', ()))
+
+
+def vitpain_from_checkpoint(
+  cfg: vitpain.ViTPainConfig, source, *, rngs: nnx.Rngs | None = None,
+) -> vitpain.ViTPain:
+  """Builds a ViTPain straight from a checkpoint, skipping random init.
+
+  The model is traced abstractly (`nnx.eval_shape`), every parameter is
+  filled from the file, and only the dropout stream is created for real;
+  for L/16 this avoids compiling and running a 0.6 GB random init.
+
+  Args:
+    cfg: the model config matching the file.
+    source: released-layout state dict or file (see `load_vitpain`).
+    rngs: supplies the 'dropout' stream (default: seed 0).
+  """
+  model = nnx.eval_shape(lambda: vitpain.ViTPain(cfg, rngs=nnx.Rngs(0)))
+  load_vitpain(model, source)
+  model.dropout_rng = (rngs or nnx.Rngs(dropout=0)).dropout.fork()
+  return _concrete(model)
+
+
+def vit_from_timm(cfg: vit.ViTConfig, source) -> vit.ViT:
+  """A LoRA-free backbone built straight from a timm file (no init)."""
+  if cfg.lora is not None:
+    raise ValueError('vit_from_timm builds the frozen base only; use '
+                     'dataclasses.replace(cfg, lora=None)')
+  enc = nnx.eval_shape(lambda: vit.ViT(cfg, rngs=nnx.Rngs(0)))
+  load_timm_backbone(enc, source)
+  return _concrete(enc)
+
+
+def _concrete(model):
+  abstract = [p for p, v in _variables(model).items()
+              if isinstance(v.get_value(), jax.ShapeDtypeStruct)]
+  if abstract:
+    raise CheckpointError(f'parameters not set by the file: {abstract[:8]}')
+  return model
