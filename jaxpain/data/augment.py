@@ -1,0 +1,230 @@
+"""On-device image ops: resize, the released augmentations, normalisation.
+
+These run inside the jitted train step on uint8 batches straight from the
+host (the host only decodes), one independent draw per image from a key
+folded from the step key and the image's row, so the pain and the neutral
+image (and every row) get their own parameters, and results do not depend
+on how the batch is sharded.
+
+The released synthetic-train pipeline (reference.md §B.2, torchvision):
+Resize; horizontal flip p=0.3; rotation +-5 deg (fill 0); ColorJitter
+(brightness 0.3, contrast 0.3, saturation 0.2, hue 0.1); RandomAffine
+(translate 0.1, scale 0.9-1.1); GaussianBlur k=3, sigma in [0.1, 1.0];
+Normalize (ImageNet). Deviations, on purpose:
+- flip, rotation and affine are composed into ONE affine warp (one bilinear
+  resampling instead of three; fill 0 as torchvision);
+- colour jitter is applied after the warp, in the fixed order brightness,
+  contrast, saturation, hue (torchvision shuffles the order per image).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+  """Augmentation strengths; zeros disable an op (see module docstring)."""
+
+  flip_prob: float = 0.3
+  rotate_deg: float = 5.0
+  translate: float = 0.1
+  scale: tuple[float, float] = (0.9, 1.1)
+  brightness: float = 0.3
+  contrast: float = 0.3
+  saturation: float = 0.2
+  hue: float = 0.1
+  blur_sigma: tuple[float, float] = (0.1, 1.0)
+  blur_kernel: int = 3
+
+  @classmethod
+  def from_dict(cls, d) -> AugmentConfig:
+    d = dict(d)
+    for k in ("scale", "blur_sigma"):
+      if k in d:
+        d[k] = tuple(d[k])
+    return cls(**d)
+
+
+def to_float(images: jax.Array) -> jax.Array:
+  """uint8 [0, 255] -> float32 [0, 1]."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def resize(images: jax.Array, size: int) -> jax.Array:
+  """Antialiased bilinear resize of (..., H, W, C) to size x size."""
+  if images.shape[-3:-1] == (size, size):
+    return images
+  shape = images.shape[:-3] + (size, size, images.shape[-1])
+  return jax.image.resize(images, shape, "bilinear", antialias=True)
+
+
+def normalize(images: jax.Array, mean=IMAGENET_MEAN,
+              std=IMAGENET_STD) -> jax.Array:
+  """(x - mean) / std per channel; one-channel maps use the grey mean."""
+  mean = jnp.asarray(mean, jnp.float32)
+  std = jnp.asarray(std, jnp.float32)
+  if images.shape[-1] == 1:
+    mean, std = mean.mean(keepdims=True), std.mean(keepdims=True)
+  return (images - mean) / std
+
+
+# ----------------------------------------------------------- geometry ------
+
+
+def _affine_params(key: jax.Array, cfg: AugmentConfig) -> jax.Array:
+  """A 2x3 matrix mapping output pixel coords (centred) to input coords."""
+  kf, kr, kt, ks = jax.random.split(key, 4)
+  flip = jax.random.uniform(kf) < cfg.flip_prob
+  ang = jax.random.uniform(kr, (), minval=-1.0, maxval=1.0)
+  ang = ang * cfg.rotate_deg * math.pi / 180.0
+  t = jax.random.uniform(kt, (2,), minval=-1.0, maxval=1.0) * cfg.translate
+  s = jax.random.uniform(ks, (), minval=cfg.scale[0], maxval=cfg.scale[1])
+  # forward: flip, then rotate and scale about the centre, then translate
+  # (fraction of the size); we need its inverse for sampling.
+  fx = jnp.where(flip, -1.0, 1.0)
+  c, si = jnp.cos(ang), jnp.sin(ang)
+  fwd = s * jnp.array([[c * fx, -si], [si * fx, c]])
+  inv = jnp.linalg.inv(fwd)
+  return inv, t
+
+
+def _warp(image: jax.Array, inv: jax.Array, t: jax.Array) -> jax.Array:
+  """Bilinear sampling of `image` (H, W, C) under an inverse affine map."""
+  h, w, _ = image.shape
+  yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32),
+                        jnp.arange(w, dtype=jnp.float32), indexing="ij")
+  cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+  # remove the translation, then invert flip/rotation/scale about the centre
+  ox = xx - cx - t[0] * w
+  oy = yy - cy - t[1] * h
+  src_x = inv[0, 0] * ox + inv[0, 1] * oy + cx
+  src_y = inv[1, 0] * ox + inv[1, 1] * oy + cy
+
+  def channel(ch):
+    return jax.scipy.ndimage.map_coordinates(
+        ch, [src_y, src_x], order=1, mode="constant", cval=0.0)
+
+  return jax.vmap(channel, in_axes=-1, out_axes=-1)(image)
+
+
+# ------------------------------------------------------------- colour ------
+
+
+def _grey(x: jax.Array) -> jax.Array:
+  return (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2])[..., None]
+
+
+def rgb_to_hsv(x: jax.Array) -> jax.Array:
+  r, g, b = x[..., 0], x[..., 1], x[..., 2]
+  v = jnp.max(x, -1)
+  mn = jnp.min(x, -1)
+  d = v - mn
+  s = jnp.where(v > 0, d / jnp.where(v > 0, v, 1.0), 0.0)
+  dd = jnp.where(d > 0, d, 1.0)
+  h = jnp.where(v == r, (g - b) / dd,
+                jnp.where(v == g, 2.0 + (b - r) / dd, 4.0 + (r - g) / dd))
+  h = jnp.where(d > 0, (h / 6.0) % 1.0, 0.0)
+  return jnp.stack([h, s, v], -1)
+
+
+def hsv_to_rgb(x: jax.Array) -> jax.Array:
+  h, s, v = x[..., 0], x[..., 1], x[..., 2]
+  i = jnp.floor(h * 6.0)
+  f = h * 6.0 - i
+  p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+  i = i.astype(jnp.int32) % 6
+  r = jnp.choose(i, [v, q, p, p, t, v], mode="clip")
+  g = jnp.choose(i, [t, v, v, q, p, p], mode="clip")
+  b = jnp.choose(i, [p, p, t, v, v, q], mode="clip")
+  return jnp.stack([r, g, b], -1)
+
+
+def color_jitter(key: jax.Array, x: jax.Array, cfg: AugmentConfig):
+  """Brightness, contrast, saturation, hue (torchvision's definitions)."""
+  kb, kc, ks, kh = jax.random.split(key, 4)
+
+  def factor(k, amount):
+    return jax.random.uniform(k, (), minval=max(0.0, 1 - amount),
+                              maxval=1 + amount)
+
+  if cfg.brightness:
+    x = jnp.clip(x * factor(kb, cfg.brightness), 0.0, 1.0)
+  if cfg.contrast:
+    m = jnp.mean(_grey(x))
+    x = jnp.clip(m + factor(kc, cfg.contrast) * (x - m), 0.0, 1.0)
+  if cfg.saturation:
+    gr = _grey(x)
+    x = jnp.clip(gr + factor(ks, cfg.saturation) * (x - gr), 0.0, 1.0)
+  if cfg.hue:
+    shift = jax.random.uniform(kh, (), minval=-cfg.hue, maxval=cfg.hue)
+    hsv = rgb_to_hsv(x)
+    x = hsv_to_rgb(hsv.at[..., 0].set((hsv[..., 0] + shift) % 1.0))
+  return x
+
+
+def gaussian_blur(key: jax.Array, x: jax.Array, cfg: AugmentConfig):
+  """Separable k x k Gaussian blur, reflect padding (torchvision)."""
+  k = cfg.blur_kernel
+  sigma = jax.random.uniform(key, (), minval=cfg.blur_sigma[0],
+                             maxval=cfg.blur_sigma[1])
+  r = jnp.arange(k, dtype=jnp.float32) - (k - 1) / 2.0
+  w = jnp.exp(-0.5 * (r / sigma) ** 2)
+  w = w / w.sum()
+  pad = k // 2
+  xp = jnp.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  h, wd = x.shape[:2]
+  rows = sum(w[i] * xp[i:i + h, :, :] for i in range(k))
+  return sum(w[i] * rows[:, i:i + wd, :] for i in range(k))
+
+
+# ------------------------------------------------------------- entry -------
+
+
+def augment_one(key: jax.Array, x: jax.Array, cfg: AugmentConfig,
+                color: bool = True) -> jax.Array:
+  """Augments one float image (H, W, C) in [0, 1]."""
+  kg, kc, kb = jax.random.split(key, 3)
+  inv, t = _affine_params(kg, cfg)
+  x = _warp(x, inv, t)
+  if color and x.shape[-1] == 3:
+    x = color_jitter(kc, x, cfg)
+  if cfg.blur_kernel > 1 and cfg.blur_sigma[1] > 0:
+    x = gaussian_blur(kb, x, cfg)
+  return x
+
+
+def prepare(images: jax.Array, size: int, key: jax.Array | None = None,
+            cfg: AugmentConfig | None = None, color: bool = True,
+            channels: int | None = None) -> jax.Array:
+  """uint8 (B, [N,] H, W, C) -> normalised float32 model input.
+
+  Args:
+    images: uint8 batch; an extra N axis (multi-reference) is allowed.
+    size: the model's image size.
+    key: when given (with `cfg`), augment each image independently.
+    cfg: augmentation strengths.
+    color: apply colour jitter (off for heatmaps).
+    channels: tile one-channel inputs to this many channels (teacher input).
+
+  Returns:
+    float32 (B, [N,] size, size, C') normalised with ImageNet statistics.
+  """
+  x = resize(to_float(images), size)
+  if key is not None and cfg is not None:
+    flat = x.reshape((-1,) + x.shape[-3:])
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+        jnp.arange(flat.shape[0]))
+    flat = jax.vmap(lambda k, im: augment_one(k, im, cfg, color))(keys, flat)
+    x = flat.reshape(x.shape)
+  x = normalize(x)
+  if channels and x.shape[-1] == 1 and channels > 1:
+    x = jnp.repeat(x, channels, axis=-1)
+  return x

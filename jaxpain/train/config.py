@@ -1,0 +1,249 @@
+"""The shared default config; `configs/*.py` start from it and override.
+
+One `ml_collections.ConfigDict` describes a run. Every field has a comment;
+`validate` checks the combinations a config file can get wrong, before any
+device work starts.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Logical axis (model annotation) -> mesh axes. Pure FSDP + tensor parallel
+# in the maxtext spirit: embeddings split over 'fsdp', MLP and heads over
+# 'tensor'; the small LoRA/head axes stay replicated. Names the model uses
+# but that are not listed here are replicated (jaxpain.sharding).
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("qkv", None),
+    ("kv", None),
+    ("patch", None),
+    ("lora_rank", None),
+    ("adapter", None),
+    ("au", None),
+    ("norm", None),
+)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults: the released synthetic pretraining recipe (reference.md §B.2)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 42  # model init, shuffle, augmentation and dropout streams
+  c.mode = "student"  # 'teacher' (heatmaps) | 'student' (RGB [+ teacher])
+
+  # Model: fields of jaxpain.models.vitpain.ViTPainConfig, plus `name`.
+  c.model = ml_collections.ConfigDict(dict(
+      name="vitpain",  # registry key (jaxpain.train.model_lib)
+      variant="L/16",  # 'mu/16' | 'Ti/16' | 'S/16' | 'B/16' | 'L/16'
+      image_size=224,
+      lora_rank=8, lora_alpha=16.0, lora_dropout=0.1,
+      head_dropout=0.5,
+      cross_attn_heads=8,
+      use_neutral=True,  # the neutral-reference cross-attention
+      official_compat=False,  # released token path (no RoPE / registers)
+      shared_base=True,
+      dtype="bfloat16",  # compute; parameters stay float32
+      param_dtype="float32",
+      attention_impl=None,  # None | 'xla' | 'cudnn'
+      remat=False,
+      in_channels=3,
+      # Also train the backbone's base weights. Only for training from
+      # scratch (no pretrained DINOv3): a frozen RANDOM base with LayerScale
+      # 1e-5 passes almost no image signal to the heads.
+      train_base=False,
+  ))
+
+  # Data: a TFDS dataset (or a name given to data.register_source).
+  c.data = ml_collections.ConfigDict(dict(
+      name="3dpain/full",
+      data_dir=None,  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+      train_split="train",
+      val_split="validation",
+      test_split="test",
+      neutral_mode="random_view",  # released: random view each access
+      eval_neutral_mode="same_view",
+      eval_num_references=1,  # N > 1: multi-shot evaluation
+      num_workers=2,  # grain worker processes (0: main process)
+      worker_buffer=2,
+  ))
+  c.augment = ml_collections.ConfigDict(dict(
+      enabled=True,
+      flip_prob=0.3, rotate_deg=5.0, translate=0.1, scale=(0.9, 1.1),
+      brightness=0.3, contrast=0.3, saturation=0.2, hue=0.1,
+      blur_sigma=(0.1, 1.0), blur_kernel=3,
+  ))
+
+  # Loss (released): w_p MSE(pspi, PSPI/16) + w_au MSE(au, AU) + w_bin BCE.
+  c.loss = ml_collections.ConfigDict(dict(
+      pspi_weight=1.0, au_weight=1.0, binary_weight=1.0))
+
+  # Teacher-student distillation (student mode only).
+  c.teacher = ml_collections.ConfigDict(dict(
+      workdir=None,  # a finished teacher run; None: no teacher
+      checkpoint="best",  # 'best' | 'latest' | a step number
+      required=False,  # student_distill: refuse to run without a teacher
+  ))
+  c.distill = ml_collections.ConfigDict(dict(
+      feature_weight=1.0,  # on CLS' features ('features' output)
+      feature_loss="cosine",  # 'cosine' | 'mse'
+      output_weight=1.0,  # MSE to the teacher's PSPI and AU outputs
+  ))
+
+  # Optimiser: AdamW, two groups, cosine schedule, global-norm clipping.
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=1e-4,  # heads, cross-attention (and all non-LoRA trainables)
+      lora_lr_mult=0.1,  # LoRA group: 0.1 x lr (released)
+      end_lr=1e-6,  # both groups anneal to this (released eta_min)
+      warmup_steps=0,
+      weight_decay=0.1,
+      b1=0.9, b2=0.999, eps=1e-8,
+      clip_norm=1.0,
+  ))
+
+  c.batch_size = 48  # global, over all processes
+  c.eval_batch_size = 64
+  c.num_epochs = 150.0  # used when num_train_steps is None
+  c.num_train_steps = None
+  c.log_every = 50
+  c.eval_every = 1000  # steps; 0: only at the end
+  c.checkpoint_every = 1000  # steps; also at every eval and at the end
+  c.keep_checkpoints = 2  # latest N kept for resume
+  c.keep_best = 1  # plus the best N by best_metric
+  c.best_metric = "val/mae"
+  c.best_mode = "min"
+  c.async_checkpoints = True
+  c.progress_bar = True
+
+  # Initialisation when the workdir has no checkpoint (resume always wins).
+  c.init_from = ml_collections.ConfigDict(dict(
+      kind="none",  # 'none' | 'checkpoint' (a run's workdir) | 'torch'
+      path=None,
+      checkpoint="best",  # for kind='checkpoint'
+  ))
+
+  c.mesh = ml_collections.ConfigDict(dict(
+      shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")))
+  c.batch_axes = ("data", "fsdp")
+  c.sharding_rules = DEFAULT_RULES
+
+  # Multi-host: set all three, or leave None (single process / auto-detect).
+  c.distributed = ml_collections.ConfigDict(dict(
+      coordinator_address=None, num_processes=None, process_id=None,
+      initialize=False))
+  return c
+
+
+def apply_runlocal(c: ml_collections.ConfigDict) -> None:
+  """Shrinks a config for a CPU smoke run (the `runlocal` variants)."""
+  c.model.variant = "mu/16"
+  c.model.image_size = 32
+  c.model.cross_attn_heads = 2
+  c.model.dtype = "float32"
+  c.model.train_base = True  # no pretrained weights on a smoke run
+  c.optim.lr = 1e-3
+  c.data.name = "3dpain/tiny"
+  c.data.num_workers = 0
+  c.batch_size = 8
+  c.eval_batch_size = 8
+  c.num_train_steps = 20
+  c.log_every = 5
+  c.eval_every = 10
+  c.checkpoint_every = 10
+
+
+def parse_arg(arg: str | None) -> dict[str, str | bool]:
+  """'runlocal,variant=S/16' -> {'runlocal': True, 'variant': 'S/16'}."""
+  out: dict[str, str | bool] = {}
+  for part in (arg or "").split(","):
+    part = part.strip()
+    if not part:
+      continue
+    key, eq, value = part.partition("=")
+    out[key.strip()] = value.strip() if eq else True
+  return out
+
+
+def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
+  """Common one-string overrides shared by all configs/*.py files.
+
+  runlocal            CPU smoke settings (apply_runlocal)
+  variant=S/16        backbone size
+  size=64             model image size
+  data=toy/30         dataset name (TFDS name or a registered source)
+  data_dir=PATH       TFDS data folder
+  steps=N             number of train steps
+  batch=N             global batch size (also eval batch)
+  workers=N           grain worker processes
+  mesh=2.2.2          mesh shape ('.'-separated; one entry may be -1)
+  teacher=DIR         teacher run workdir (student distillation)
+  neutral=0|1         neutral reference on/off
+  lr=1e-3             base learning rate
+  train_base=0|1      also train the backbone base weights
+  seed=N
+  """
+  if args.get("runlocal"):
+    apply_runlocal(c)
+  simple = {"variant": ("model", "variant", str),
+            "size": ("model", "image_size", int),
+            "data": ("data", "name", str),
+            "data_dir": ("data", "data_dir", str),
+            "workers": ("data", "num_workers", int),
+            "teacher": ("teacher", "workdir", str),
+            "lr": ("optim", "lr", float)}
+  for key, (group, field, cast) in simple.items():
+    if key in args:
+      c[group][field] = cast(args[key])
+  if "steps" in args:
+    c.num_train_steps = int(args["steps"])
+  if "batch" in args:
+    c.batch_size = c.eval_batch_size = int(args["batch"])
+  if "mesh" in args:
+    c.mesh.shape = tuple(int(x) for x in str(args["mesh"]).split("."))
+  if "neutral" in args:
+    c.model.use_neutral = str(args["neutral"]) not in ("0", "false", "False")
+  if "seed" in args:
+    c.seed = int(args["seed"])
+  if "train_base" in args:
+    c.model.train_base = str(args["train_base"]) not in ("0", "false")
+  known = set(simple) | {"runlocal", "steps", "batch", "mesh", "neutral",
+                         "seed", "train_base"}
+  unknown = set(args) - known
+  if unknown:
+    raise ValueError(f"unknown config args {sorted(unknown)}; known: "
+                     f"{sorted(known)}")
+
+
+class ConfigError(ValueError):
+  """A config combination that cannot run."""
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for combinations that cannot run."""
+  if c.mode not in ("teacher", "student"):
+    raise ConfigError(f"config.mode must be 'teacher' or 'student': {c.mode}")
+  if c.mode == "teacher" and c.model.use_neutral:
+    raise ConfigError("a heatmap teacher has no neutral reference: set "
+                      "config.model.use_neutral=False")
+  if c.mode == "student" and c.teacher.required and not c.teacher.workdir:
+    raise ConfigError("this config distils from a teacher: pass "
+                      "teacher=<teacher workdir> (config.teacher.workdir)")
+  if c.mode == "teacher" and c.teacher.workdir:
+    raise ConfigError("a teacher run cannot itself have a teacher")
+  if c.distill.feature_loss not in ("cosine", "mse"):
+    raise ConfigError(f"distill.feature_loss {c.distill.feature_loss!r} not "
+                      "in ('cosine', 'mse')")
+  if c.init_from.kind not in ("none", "checkpoint", "torch"):
+    raise ConfigError(f"init_from.kind {c.init_from.kind!r} not in "
+                      "('none', 'checkpoint', 'torch')")
+  if c.init_from.kind != "none" and not c.init_from.path:
+    raise ConfigError("init_from.path is required for "
+                      f"init_from.kind={c.init_from.kind!r}")
+  if c.best_mode not in ("min", "max"):
+    raise ConfigError(f"best_mode must be 'min' or 'max': {c.best_mode}")
+  if c.batch_size <= 0 or c.eval_batch_size <= 0:
+    raise ConfigError("batch sizes must be positive")
+  if list(c.mesh.shape).count(-1) > 1:
+    raise ConfigError(f"mesh.shape {tuple(c.mesh.shape)}: at most one -1")
