@@ -1,0 +1,152 @@
+"""`3dpain/official`: the import of the released layout, and its bad inputs."""
+
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import tfds_3dpain
+from tfds_3dpain import testing
+
+
+class OfficialBuilderTest(tfds.testing.DatasetBuilderTestCase):
+  """TFDS's own builder checks on a fake release (4 identities, CSV split)."""
+
+  DATASET_CLASS = tfds_3dpain.Builder
+  BUILDER_CONFIG_NAMES_TO_TEST = ["official"]
+  SPLITS = {"train": 66, "validation": 33, "test": 33}
+  SKIP_CHECKSUMS = True
+
+  @classmethod
+  def setUpClass(cls):
+    cls._release = tempfile.mkdtemp(prefix="3dpain_release_")
+    testing.write_official_fixture(cls._release)
+    cls.EXAMPLE_DIR = cls._release
+    super().setUpClass()
+
+  @classmethod
+  def tearDownClass(cls):
+    super().tearDownClass()
+    shutil.rmtree(cls._release, ignore_errors=True)
+
+
+def _by_key(builder, split):
+  source = builder.as_data_source(split=split)
+  return {ex["key"].decode(): ex for ex in (source[i] for i in range(len(source)))}
+
+
+def test_labels_and_neutral_pairs_match_the_files(
+    official_fixture, prepare_official, tmp_path
+):
+  builder = prepare_official(official_fixture.root, tmp_path)
+  seen = set()
+  for split, size in official_fixture.split_sizes.items():
+    examples = _by_key(builder, split)
+    assert len(examples) == size
+    identities = {int(ex["identity"]) for ex in examples.values()}
+    assert not identities & seen, "an identity is in two splits"
+    seen |= identities
+    for key, ex in examples.items():
+      identity, expr, view = int(ex["identity"]), int(ex["expression"]), int(ex["view"])
+      assert key == testing.image_name(identity, expr, view)[: -len(".jpg")]
+      neutral = examples[testing.image_name(identity, 0, view)[: -len(".jpg")]]
+      np.testing.assert_array_equal(ex["neutral_image"], neutral["image"])
+      if expr == 0:
+        assert ex["is_neutral"] and ex["pspi"] == 0 and not ex["heatmap"].any()
+        continue
+      au, pspi = official_fixture.labels[(identity, expr)]
+      np.testing.assert_array_equal(ex["au"], au)
+      assert ex["pspi"] == pspi and not ex["is_neutral"]
+  # CSV: identities 0, 1 train; 2 validation; 3 test.
+  assert builder.info.metadata["split_source"].startswith("released split")
+  assert builder.info.metadata["skipped_files"] == []
+
+
+def test_missing_manual_dir_says_where_and_what(prepare_official, tmp_path):
+  with pytest.raises(AssertionError) as err:
+    prepare_official(tmp_path / "absent", tmp_path / "data")
+  msg = str(err.value)
+  assert str(tmp_path / "absent") in msg and "does not exist" in msg
+  assert "pain_faces/meshes_inpainted" in msg  # The instructions.
+
+
+def test_wrong_layout_lists_missing_folders(prepare_official, tmp_path):
+  manual = tmp_path / "manual"
+  (manual / "images").mkdir(parents=True)
+  (manual / "labels.json").write_text("{}")
+  with pytest.raises(tfds_3dpain.ManualDirError) as err:
+    prepare_official(manual, tmp_path / "data")
+  msg = str(err.value)
+  for expected in ("pain_faces/annotations", "pain_faces/meshes_inpainted",
+                   "images", "labels.json"):
+    assert expected in msg
+  assert not (tmp_path / "data" / "3dpain" / "official").exists() or not any(
+      (tmp_path / "data" / "3dpain" / "official").glob("1.0.0"))
+
+
+def _truncate(path):
+  path.write_bytes(path.read_bytes()[:40])
+
+
+def test_corrupt_files_are_reported_and_skipped(
+    release_copy, prepare_official, tmp_path
+):
+  images = release_copy / "pain_faces" / "meshes_inpainted"
+  bad_pain = testing.image_name(0, 3, 1)
+  bad_neutral = testing.image_name(1, 0, 2)
+  _truncate(images / bad_pain)
+  _truncate(images / bad_neutral)
+  heat = release_copy / "pain_faces" / "heatmaps" / "flame_sample_0002_pain_5_heatmap.png"
+  heat.write_bytes(b"not a png")
+  builder = prepare_official(release_copy, tmp_path / "data")
+
+  skipped = builder.info.metadata["skipped_files"]
+  names = {s.split(":")[0] for s in skipped}
+  assert bad_pain in names and bad_neutral in names and heat.name in names
+  # Identity 1 view 2 loses its neutral and the 10 pain images needing it;
+  # identity 2 pain 5 loses its 3 views with its heatmap.
+  assert len(skipped) == 1 + 11 + 1 + 3
+  train, val = _by_key(builder, "train"), _by_key(builder, "validation")
+  assert len(train) == 66 - 1 - 11 and len(val) == 33 - 3
+  assert bad_pain[:-4] not in train
+  assert not any(
+      ex["identity"] == 1 and ex["view"] == 2 for ex in train.values())
+  assert not any(ex["expression"] == 5 for ex in val.values())
+
+
+def test_bad_annotation_skips_its_images(release_copy, prepare_official, tmp_path):
+  ann = release_copy / "pain_faces" / "annotations"
+  (ann / "flame_sample_0003_pain_4_annotations.json").write_text(
+      '{"AU4": 9, "AU6": 0, "AU7": 0, "AU9": 0, "AU10": 0, "AU43": 0, "PSPI": 9}')
+  (ann / "flame_sample_0003_pain_7_annotations.json").write_text("{broken")
+  builder = prepare_official(release_copy, tmp_path / "data")
+  test = _by_key(builder, "test")
+  assert len(test) == 33 - 2 * 3
+  assert not {int(ex["expression"]) for ex in test.values()} & {4, 7}
+  skipped = " ".join(builder.info.metadata["skipped_files"])
+  assert "AU4=9" in skipped and "unreadable annotation JSON" in skipped
+
+
+def test_without_split_csv_identities_are_split_by_hash(
+    release_copy, prepare_official, tmp_path
+):
+  (release_copy / "uniform_data_70_20_10_split.csv").unlink()
+  builder = prepare_official(release_copy, tmp_path / "data")
+  assert "hash" in builder.info.metadata["split_source"]
+  sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
+  assert sizes == {"train": 66, "validation": 33, "test": 33}
+  per_split = [{int(e["identity"]) for e in _by_key(builder, s).values()}
+               for s in sizes]
+  assert sum(len(s) for s in per_split) == len(set().union(*per_split)) == 4
+
+
+def test_csv_with_identity_in_two_splits_is_refused(
+    release_copy, prepare_official, tmp_path
+):
+  csv = release_copy / "uniform_data_70_20_10_split.csv"
+  csv.write_text(csv.read_text().replace("flame_sample_0000_pain_2,0",
+                                         "flame_sample_0000_pain_2,2"))
+  with pytest.raises(tfds_3dpain.ManualDirError, match="several splits"):
+    prepare_official(release_copy, tmp_path / "data")

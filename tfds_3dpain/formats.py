@@ -1,0 +1,103 @@
+"""The TFRecord twin of the ArrayRecord shards, and the completeness marker.
+
+ArrayRecord is the primary format (random access for grain). `tfds.load`
+needs TFRecord, so when TensorFlow is installed the build copies each shard's
+records (the same serialized `tf.train.Example`s) into a TFRecord shard of the
+same name and registers TFRecord as an alternative format (stack.md §5).
+
+Completeness: TFDS builds into a temporary folder and renames it, which is
+atomic on a local disk but not on object stores (a rename there is a copy),
+nor when someone copies a prepared folder and the copy is cut short. So the
+last step of our build writes `MARKER`, listing every data file with its
+size, and `incomplete_reason()` checks a folder against it; the builder
+treats a folder that fails the check as absent and rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from array_record.python import array_record_module
+from etils import epath
+
+MARKER = "3dpain_files.json"
+# Written by TFDS after our _download_and_prepare, so not in the marker.
+TFDS_FILES = ("dataset_info.json", "features.json")
+_COPY_BATCH = 256
+
+
+def tensorflow_available() -> bool:
+  try:
+    import tensorflow  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def _copy_shard(src: epath.Path, dst: epath.Path) -> None:
+  import tensorflow as tf
+
+  reader = array_record_module.ArrayRecordReader(str(src))
+  try:
+    with tf.io.TFRecordWriter(str(dst)) as writer:
+      n = reader.num_records()
+      for start in range(0, n, _COPY_BATCH):
+        for raw in reader.read(start, min(n, start + _COPY_BATCH)):
+          writer.write(raw)
+  finally:
+    reader.close()
+
+
+def write_tfrecord_twin(split_infos) -> list[epath.Path]:
+  """Writes a TFRecord copy of every ArrayRecord shard; returns the paths.
+
+  Args:
+    split_infos: the SplitInfos of the finished ArrayRecord build (their
+      filename templates point into the folder being prepared).
+  """
+  written = []
+  for split_info in split_infos:
+    twin = split_info.filename_template.replace(filetype_suffix="tfrecord")
+    dst_paths = sorted(twin.sharded_filepaths(split_info.num_shards))
+    for src, dst in zip(split_info.filepaths, dst_paths, strict=True):
+      _copy_shard(src, dst)
+      written.append(dst)
+  return written
+
+
+def write_marker(data_dir: epath.Path) -> None:
+  """Lists every file now in data_dir with its size (call last)."""
+  data_dir = epath.Path(data_dir)
+  files = {
+      p.name: p.stat().length
+      for p in sorted(data_dir.iterdir())
+      if p.is_file() and p.name != MARKER
+  }
+  tmp = data_dir / f"{MARKER}.tmp"
+  tmp.write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
+  tmp.rename(data_dir / MARKER)
+
+
+def incomplete_reason(data_dir: epath.Path) -> str | None:
+  """None if data_dir is a complete build (or absent), else what is wrong."""
+  data_dir = epath.Path(data_dir)
+  if not data_dir.exists():
+    return None
+  marker = data_dir / MARKER
+  if not marker.exists():
+    return f"{MARKER} is missing (the build that wrote it did not finish)"
+  try:
+    listed = json.loads(marker.read_text())["files"]
+  except (ValueError, KeyError, TypeError):
+    return f"{MARKER} is unreadable"
+  problems = [f"{n} missing" for n in TFDS_FILES if not (data_dir / n).exists()]
+  for name, size in sorted(listed.items()):
+    path = data_dir / name
+    if not path.exists():
+      problems.append(f"{name} missing")
+    elif path.stat().length != size:
+      problems.append(f"{name} has {path.stat().length} bytes, not {size}")
+  if problems:
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more
+  return None

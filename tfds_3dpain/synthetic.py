@@ -1,0 +1,102 @@
+"""One identity of the generated configs: synth/ records -> encoded examples.
+
+`identity_examples` is the work unit the builder hands to the process pool or
+to Beam (runner.py). It is a module-level function of picklable arguments so
+spawned processes and Beam workers can import it.
+
+pyrender (EGL) segfaults when it renders in a process that has imported
+TensorFlow (tested: `import tensorflow` then `generate_identity` dies with
+SIGSEGV in the first texture upload). TFDS's test case, `tfds.load` users and
+in-process Beam runners all have TensorFlow loaded, so where it is loaded the
+identity is rendered in a helper process started with `spawn` (which
+inherits no modules) and only the encoded examples come back.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import sys
+
+from synth import config as synth_config
+from synth import records
+from tfds_3dpain import features, runner
+
+NUM_EXPRESSIONS = 1 + records.NUM_PAIN_EXPRESSIONS
+_isolated_pool = None
+
+
+def identity_examples(
+    spec: synth_config.SynthConfig, index: int
+) -> tuple[list[tuple[str, dict]], list]:
+  """Generates identity `index` and encodes its images, safely.
+
+  Args:
+    spec: the generator settings of the config.
+    index: identity index in [0, spec.num_identities).
+
+  Returns:
+    (key, example) pairs, one per image (11 expressions x views), and an
+    empty list of notes (generation skips nothing).
+
+  Raises:
+    RuntimeError: the generator broke its contract (wrong count, identity or
+      missing neutral view), which would otherwise mislabel examples.
+  """
+  if "tensorflow" in sys.modules:
+    return _isolated().apply(_identity_examples_here, (spec, index))
+  return _identity_examples_here(spec, index)
+
+
+def _isolated():
+  """A one-process spawn pool kept for the life of this process."""
+  global _isolated_pool
+  if _isolated_pool is None:
+    if multiprocessing.current_process().daemon:
+      raise RuntimeError(
+          "3dpain: this worker process has TensorFlow loaded, which crashes "
+          "pyrender, and as a daemon it cannot start a clean helper; keep "
+          "TensorFlow out of generation workers"
+      )
+    with runner.main_hidden():
+      _isolated_pool = multiprocessing.get_context("spawn").Pool(1)
+    atexit.register(_isolated_pool.terminate)
+  return _isolated_pool
+
+
+def _identity_examples_here(spec, index):
+  from synth import pipeline  # Rendering stack: loaded where it renders.
+
+  recs = pipeline.generate_identity(spec, index)
+  _check_contract(spec, index, recs)
+  quality = spec.jpeg_quality
+  neutral = {
+      r.view: features.encode_jpeg(r.image, quality)
+      for r in recs
+      if r.is_neutral
+  }
+  examples = [
+      features.synthetic_example(r, quality, neutral[r.view]) for r in recs
+  ]
+  return examples, []
+
+
+def _check_contract(spec, index: int, recs: list[records.ImageRecord]) -> None:
+  expected = {
+      (e, v) for e in range(NUM_EXPRESSIONS) for v in range(spec.num_views)
+  }
+  got = [(r.expression, r.view) for r in recs]
+  problems = []
+  if sorted(got) != sorted(expected):
+    problems.append(
+        f"expected one record per (expression, view) in "
+        f"{NUM_EXPRESSIONS}x{spec.num_views}, got {len(recs)} records"
+    )
+  wrong_id = sorted({r.identity for r in recs} - {index})
+  if wrong_id:
+    problems.append(f"records of identities {wrong_id}")
+  if problems:
+    raise RuntimeError(
+        f"synth.pipeline.generate_identity(config, {index}) broke its "
+        f"contract: {'; '.join(problems)}"
+    )
