@@ -1,0 +1,118 @@
+"""LoRA semantics, the shared-base batched pass, filters in training."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxpain import convert
+from jaxpain.models import lora, vitpain
+from tests.models.conftest import encoder_fn, forward_fn, images, model
+
+
+def _base_only(model):
+  cfg = dataclasses.replace(model.encoder.cfg, lora=None, num_adapters=1)
+  return convert.vit_from_timm(cfg, convert.export_backbone(model.encoder))
+
+
+def test_zero_b_leaves_base_output_unchanged():
+  m = model()
+  enc = encoder_fn()
+  base = _base_only(m)
+  x = jnp.asarray(images(4))
+  ref = enc(base, x, (0,))
+  assert np.abs(enc(m.encoder, x, (0,)) - ref).max() > 1e-2
+  for _, layer in lora.lora_layers(m):
+    layer.lora_b.set_value(jnp.zeros_like(layer.lora_b[...]))
+  for groups in ((0,), (1,), (0, 1)):
+    np.testing.assert_allclose(enc(m.encoder, x, groups), ref, atol=1e-6)
+
+
+def test_merge_equals_unmerged_and_unmerge_is_exact():
+  m = model()
+  x, n = images(2, seed=0), images(2, seed=1)
+  fwd = forward_fn()
+  before = fwd(m, x, n)
+  lora.merge(m)
+  assert lora.is_merged(m)
+  merged = fwd(m, x, n)
+  for k in ('features', 'pspi', 'au'):
+    np.testing.assert_allclose(merged[k], before[k], atol=1e-4, err_msg=k)
+  lora.unmerge(m)
+  assert not lora.is_merged(m)
+  after = fwd(m, x, n)
+  for k in before:
+    np.testing.assert_array_equal(after[k], before[k])
+
+
+def test_shared_base_batched_pass_equals_two_separate_passes():
+  m, enc = model(), encoder_fn()
+  x, n = jnp.asarray(images(2, seed=2)), jnp.asarray(images(2, seed=3))
+  both = enc(m.encoder, jnp.concatenate([x, n]), (0, 1))
+  np.testing.assert_allclose(both[:2], enc(m.encoder, x, (0,)), atol=1e-5)
+  np.testing.assert_allclose(both[2:], enc(m.encoder, n, (1,)), atol=1e-5)
+  # Same weights, two stored bases and two separate encoder calls.
+  cfg = dataclasses.replace(m.cfg, shared_base=False)
+  separate = convert.vitpain_from_checkpoint(cfg, convert.export_vitpain(m))
+  fwd = forward_fn()
+  a, b = fwd(m, x, n), fwd(separate, x, n)
+  for k in ('features', 'pspi', 'au', 'binary_logits'):
+    np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize('compat', [False, True])
+def test_optimizer_on_trainable_filter_leaves_base_frozen(compat):
+  m = model(official_compat=compat)
+  x, n = jnp.asarray(images(2, seed=4)), jnp.asarray(images(2, seed=5))
+  opt = nnx.Optimizer(m, optax.sgd(0.1), wrt=vitpain.trainable_filter)
+  not_trained = nnx.All(nnx.Param, nnx.Not(vitpain.trainable_filter))
+  frozen = jax.tree.map(np.array, nnx.state(m, not_trained))
+  before = jax.tree.map(np.array, nnx.state(m, vitpain.trainable_filter))
+
+  def loss(m):
+    out = m(x, n)
+    return jnp.mean((out['pspi'] - 0.3) ** 2) + jnp.mean(out['au'])
+
+  diff = nnx.DiffState(0, vitpain.trainable_filter)
+  step = nnx.jit(lambda m, opt: opt.update(
+    m, nnx.grad(loss, argnums=diff)(m)))
+  step(m, opt)
+  jax.tree.map(np.testing.assert_array_equal, frozen,
+               jax.tree.map(np.array, nnx.state(m, not_trained)))
+  after = nnx.state(m, vitpain.trainable_filter)
+  changed = {
+    p for (p, a), (_, b) in zip(nnx.to_flat_state(before),
+                                nnx.to_flat_state(after), strict=True)
+    if not np.array_equal(a, np.asarray(b))}
+  assert any('lora_b' in p for p in changed)
+  assert any('pspi_head' in p for p in changed)
+  assert any('queries' in p for p in changed) != compat
+
+
+def test_remat_gives_same_outputs_and_grads():
+  m, rem = model(use_neutral=False), model(use_neutral=False, remat=True)
+  x = jnp.asarray(images(2, seed=6))
+
+  def loss(m):
+    return jnp.sum(m(x)['features'] ** 2)
+
+  grad = nnx.jit(nnx.grad(loss, argnums=nnx.DiffState(0, vitpain.lora_filter)))
+  g1, g2 = grad(m), grad(rem)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               g1, g2)
+
+
+def test_lora_dropout_acts_on_adapter_input_only():
+  x = jnp.asarray(images(2, seed=7))
+  both = nnx.jit(lambda m: (m(x, deterministic=False)['features'],
+                            m(x)['features']))
+  quiet = model(head_dropout=0.0, lora_dropout=0.0, use_neutral=False)
+  a, b = both(quiet)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+  noisy = model(head_dropout=0.0, lora_dropout=0.5, use_neutral=False)
+  a, b = both(noisy)
+  assert np.abs(a - b).max() > 1e-3
