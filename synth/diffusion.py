@@ -75,7 +75,7 @@ def pipeline_class_name(weights_dir: str, allowed: tuple[str, ...]) -> str:
   try:
     with open(index, encoding="utf-8") as f:
       name = json.load(f).get("_class_name")
-  except (OSError, json.JSONDecodeError) as e:
+  except (OSError, json.JSONDecodeError, AttributeError) as e:
     raise DiffusionWeightsError(
       f"{weights_dir!r} is not a diffusers pipeline folder (cannot read "
       f"model_index.json: {e}). {hint}"
@@ -94,18 +94,26 @@ def load_pipeline(weights_dir: str, allowed: tuple[str, ...]):
   import diffusers
   import torch
 
+  with open(os.path.join(weights_dir, "model_index.json")) as f:
+    index = json.load(f)
+  # Components saved as None (no safety checker, no depth estimator: we
+  # pass depth maps ourselves) must be passed as None again.
+  absent = {
+    k: None
+    for k, v in index.items()
+    if not k.startswith("_") and isinstance(v, list) and v[0] is None
+  }
   cuda = torch.cuda.is_available()
   try:
     pipe = getattr(diffusers, name).from_pretrained(
-      weights_dir,
-      local_files_only=True,
-      torch_dtype=torch.float16 if cuda else torch.float32,
+      weights_dir, local_files_only=True, **absent
     )
-  except (OSError, ValueError, TypeError) as e:
+  except Exception as e:  # noqa: BLE001 - any loader failure: bad folder
     raise DiffusionWeightsError(
       f"could not load the {name} in {weights_dir!r}: {e}"
     ) from None
-  pipe = pipe.to("cuda" if cuda else "cpu")
+  # Half precision on a GPU; CPU inference stays in float32.
+  pipe = pipe.to("cuda", torch.float16) if cuda else pipe.to("cpu")
   pipe.set_progress_bar_config(disable=True)
   if getattr(pipe, "safety_checker", None) is not None:
     pipe.safety_checker = None  # renders of faces, not user content
@@ -181,7 +189,7 @@ class DiffusersTexture:
       d = Image.fromarray(disparity, mode="F").resize(size)
       out = self.pipe(
         image=Image.fromarray(init_rgb).resize(size),
-        depth_map=torch.from_numpy(np.asarray(d))[None],
+        depth_map=torch.from_numpy(np.array(d))[None],
         strength=0.75,
         **common,
       )

@@ -170,6 +170,27 @@ def _set_msaa_samples(gl: pyrender.OffscreenRenderer, samples: int) -> None:
   inner._configure_main_framebuffer = configure_with_samples
 
 
+def _keep_egl_display(gl: pyrender.OffscreenRenderer) -> None:
+  """Makes deleting this renderer destroy only its own EGL context.
+
+  pyrender's EGL platform also calls eglTerminate on delete (explicit or
+  from `__del__`), but the display is shared by every EGL context of the
+  process: one renderer going away would break all the others.
+  """
+  platform = gl._platform
+  if not hasattr(platform, "_egl_display"):
+    return
+
+  def delete_context():
+    from OpenGL.EGL import eglDestroyContext
+
+    if platform._egl_context is not None:
+      eglDestroyContext(platform._egl_display, platform._egl_context)
+      platform._egl_context = None
+
+  platform.delete_context = delete_context
+
+
 class FaceRenderer:
   """Renders one head at a time from orbiting cameras (one GL context).
 
@@ -187,6 +208,7 @@ class FaceRenderer:
     try:
       self._gl = pyrender.OffscreenRenderer(resolution, resolution)
       _set_msaa_samples(self._gl, msaa_samples)
+      _keep_egl_display(self._gl)
     except Exception as e:  # noqa: BLE001 - GL reports many exception types
       raise RuntimeError(
         f"could not create a headless GL context "
