@@ -25,6 +25,31 @@ Shape = tuple[int, ...]
 Names = tuple[str | None, ...]
 
 
+# Every logical axis name a parameter may carry. Weights: 'embed' (model
+# width D), 'mlp' (MLP hidden), 'heads', 'kv' (head dim), 'qkv' (the size-3
+# q/k/v axis), 'patch' (flattened p*p*C patch), 'norm' (LayerNorm vectors),
+# 'lora_rank', 'adapter' (stacked LoRA sets), 'au' (AU queries).
+LOGICAL_AXES = ('embed', 'mlp', 'heads', 'kv', 'qkv', 'patch', 'norm',
+                'lora_rank', 'adapter', 'au')
+
+
+def logical_rules(**mesh_axes) -> tuple[tuple[str, object], ...]:
+  """A complete rule set for `nnx.logical_axis_rules`.
+
+  Args:
+    **mesh_axes: logical name -> mesh axis (or tuple of axes, or None).
+      Names left out are replicated; flax rejects names without a rule.
+
+  Returns:
+    ((logical, mesh), ...) covering every name in LOGICAL_AXES.
+  """
+  unknown = set(mesh_axes) - set(LOGICAL_AXES)
+  if unknown:
+    raise ValueError(f'unknown logical axes {sorted(unknown)}; known: '
+                     f'{LOGICAL_AXES}')
+  return tuple((n, mesh_axes.get(n)) for n in LOGICAL_AXES)
+
+
 class FrozenParam(nnx.Param):
   """A parameter the optimizer never updates (kept in checkpoints)."""
 

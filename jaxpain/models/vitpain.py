@@ -23,6 +23,7 @@ from flax import nnx
 
 from jaxpain.models import heads, layers, lora, vit
 from jaxpain.models.heads import AU_NAMES, PSPI_THRESHOLDS  # noqa: F401
+from jaxpain.models.layers import LOGICAL_AXES, logical_rules  # noqa: F401
 
 _DTYPES = ('float32', 'bfloat16', 'float16')
 
