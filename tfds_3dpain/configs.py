@@ -42,9 +42,10 @@ class ThreeDPainConfig(tfds.core.BuilderConfig):
     split_csv: file name of the released split CSV searched for in the
       manual folder (`official` only); without it, identities are split
       70/20/10 by hash like the synthetic configs.
-    num_workers: generation processes; None uses every local core, 0 or 1
-      generates in-process. Never changes the bytes written (generation is
-      deterministic per (seed, identity)), so it is not part of the name.
+    num_workers: worker processes; None uses every local core. Synthetic
+      configs always render in worker processes (at least one); `official`
+      with 0 or 1 reads in-process. Never changes the bytes written
+      (generation is deterministic per (seed, identity)).
   """
 
   synth: SynthConfig | None = None

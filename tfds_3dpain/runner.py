@@ -62,8 +62,19 @@ class UnitRunner:
   what they load once: head model, GL context) serve every split.
   """
 
-  def __init__(self, num_workers: int | None = None):
+  def __init__(self, num_workers: int | None = None, *,
+               in_process: bool = True, initializer=None):
+    """Creates the runner; no process starts before the first `examples`.
+
+    Args:
+      num_workers: pool size; None uses every local core.
+      in_process: whether a single worker or a single unit may run in this
+        process (cheaper) instead of a pool of at least one process.
+      initializer: called once in every pool process.
+    """
     self._num_workers = local_cores() if num_workers is None else num_workers
+    self._in_process = in_process
+    self._initializer = initializer
     self._pool = None
 
   def __enter__(self) -> UnitRunner:
@@ -78,11 +89,17 @@ class UnitRunner:
       self._pool.join()
       self._pool = None
 
+  def cap(self, max_units: int) -> None:
+    """Never start more workers than the largest split has units."""
+    self._num_workers = max(1, min(self._num_workers, max_units))
+
   def _get_pool(self):
     if self._pool is None:
       ctx = multiprocessing.get_context("spawn")
       with main_hidden():  # Workers start inside Pool() (no respawns later).
-        self._pool = ctx.Pool(self._num_workers)
+        self._pool = ctx.Pool(
+            max(1, self._num_workers), initializer=self._initializer
+        )
     return self._pool
 
   def examples(
@@ -96,7 +113,7 @@ class UnitRunner:
       notes: receives the notes of every unit.
     """
     units = list(units)
-    if self._num_workers <= 1 or len(units) <= 1:
+    if self._in_process and (self._num_workers <= 1 or len(units) <= 1):
       results = map(fn, units)
     else:
       results = self._get_pool().imap(fn, units, chunksize=1)

@@ -4,12 +4,15 @@
 to Beam (runner.py). It is a module-level function of picklable arguments so
 spawned processes and Beam workers can import it.
 
-pyrender (EGL) segfaults when it renders in a process that has imported
-TensorFlow (tested: `import tensorflow` then `generate_identity` dies with
-SIGSEGV in the first texture upload). TFDS's test case, `tfds.load` users and
-in-process Beam runners all have TensorFlow loaded, so where it is loaded the
-identity is rendered in a helper process started with `spawn` (which
-inherits no modules) and only the encoded examples come back.
+pyrender (EGL) and TensorFlow cannot share a process here: rendering after
+`import tensorflow` segfaults in the first texture upload, and importing
+TensorFlow after a render segfaults in TensorFlow's start-up (both tested).
+TFDS's test case, `tfds.load` users, the TFRecord twin and in-process Beam
+runners all load TensorFlow, so rendering only ever happens in processes
+that exist for it: the builder's pool workers, marked by `mark_render_process`
+as their initializer, or else a helper process started with `spawn` (which
+inherits no modules) that `identity_examples` hands the identity to. Only
+encoded bytes come back.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from synth import records
 from tfds_3dpain import features, runner
 
 NUM_EXPRESSIONS = 1 + records.NUM_PAIN_EXPRESSIONS
-_isolated_pool = None
+_render_process = False
+_helper_pool = None
 
 
 def identity_examples(
@@ -43,25 +47,32 @@ def identity_examples(
     RuntimeError: the generator broke its contract (wrong count, identity or
       missing neutral view), which would otherwise mislabel examples.
   """
-  if "tensorflow" in sys.modules:
-    return _isolated().apply(_identity_examples_here, (spec, index))
-  return _identity_examples_here(spec, index)
-
-
-def _isolated():
-  """A one-process spawn pool kept for the life of this process."""
-  global _isolated_pool
-  if _isolated_pool is None:
-    if multiprocessing.current_process().daemon:
+  if _render_process:
+    if "tensorflow" in sys.modules:
       raise RuntimeError(
-          "3dpain: this worker process has TensorFlow loaded, which crashes "
-          "pyrender, and as a daemon it cannot start a clean helper; keep "
-          "TensorFlow out of generation workers"
+          "3dpain: TensorFlow was imported in a rendering process, which "
+          "crashes pyrender; keep TensorFlow out of synth workers"
       )
+    return _identity_examples_here(spec, index)
+  return _helper().apply(_identity_examples_here, (spec, index))
+
+
+def mark_render_process() -> None:
+  """Pool initializer: this process renders and never imports TensorFlow."""
+  global _render_process
+  _render_process = True
+
+
+def _helper():
+  """A one-process spawn pool that renders for this process, kept alive."""
+  global _helper_pool
+  if _helper_pool is None:
     with runner.main_hidden():
-      _isolated_pool = multiprocessing.get_context("spawn").Pool(1)
-    atexit.register(_isolated_pool.terminate)
-  return _isolated_pool
+      _helper_pool = multiprocessing.get_context("spawn").Pool(
+          1, initializer=mark_render_process
+      )
+    atexit.register(_helper_pool.terminate)
+  return _helper_pool
 
 
 def _identity_examples_here(spec, index):

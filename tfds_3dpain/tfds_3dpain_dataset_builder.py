@@ -139,7 +139,14 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
         download_config.beam_options or download_config.beam_runner
     )
     self._notes = []
-    with runner.UnitRunner(self.builder_config.num_workers) as self._runner:
+    synthetic_cfg = not self.builder_config.official
+    workers = runner.UnitRunner(
+        self.builder_config.num_workers,
+        # Rendering never runs in this process (synthetic.py explains).
+        in_process=not synthetic_cfg,
+        initializer=synthetic.mark_render_process if synthetic_cfg else None,
+    )
+    with workers as self._runner:
       super()._download_and_prepare(dl_manager, download_config)
     self._finish_build()
 
@@ -152,6 +159,7 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
       by_split = splits.assign(
           list(range(spec.num_identities)), configs.SPLIT_SALT
       )
+    self._runner.cap(max(len(units) for units in by_split.values()))
     return {
         name: self._generate_examples(fn, units)
         for name, units in by_split.items()

@@ -45,3 +45,9 @@ def _prepare_official(manual_dir, data_dir, **kwargs):
 def prepare_official():
   """prepare(manual_dir, data_dir) builds `3dpain/official`; the builder."""
   return _prepare_official
+
+
+@pytest.fixture
+def official_local():
+  """The in-process `official` config the builds above use."""
+  return OFFICIAL_LOCAL

@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tfds_3dpain
-from tfds_3dpain import testing
+from tfds_3dpain import formats, index, testing
 
 
 class OfficialBuilderTest(tfds.testing.DatasetBuilderTestCase):
@@ -150,3 +150,50 @@ def test_csv_with_identity_in_two_splits_is_refused(
                                          "flame_sample_0000_pain_2,2"))
   with pytest.raises(tfds_3dpain.ManualDirError, match="several splits"):
     prepare_official(release_copy, tmp_path / "data")
+
+
+@pytest.mark.parametrize("damage", ["truncated shard", "no marker"])
+def test_incomplete_folder_is_detected_and_rebuilt(
+    official_fixture, prepare_official, tmp_path, damage
+):
+  data_dir = tmp_path / "data"
+  version_dir = prepare_official(official_fixture.root, data_dir).data_path
+  shard = version_dir / "3dpain-train.array_record-00000-of-00001"
+  original = shard.read_bytes()
+  # What an interrupted copy or a non-atomic rename (object stores) leaves.
+  if damage == "truncated shard":
+    shard.write_bytes(original[: len(original) // 2])
+  else:
+    (version_dir / formats.MARKER).unlink()
+  assert formats.incomplete_reason(version_dir) is not None
+
+  rebuilt = prepare_official(official_fixture.root, data_dir)
+  assert rebuilt.is_prepared()
+  assert formats.incomplete_reason(version_dir) is None
+  assert shard.read_bytes() == original  # Deterministic rebuild.
+
+
+def test_interrupted_build_is_never_read_as_complete(
+    official_fixture, prepare_official, official_local, tmp_path, monkeypatch
+):
+  data_dir = tmp_path / "data"
+  parent = data_dir / "3dpain" / "official_local"
+  stale = parent / "incomplete.ABC123_1.0.0"
+  stale.mkdir(parents=True)  # What a killed build leaves behind.
+  (stale / "3dpain-train.array_record-00000-of-00001").write_bytes(b"x")
+
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt("simulated interruption after the shards")
+
+  monkeypatch.setattr(index, "build", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    prepare_official(official_fixture.root, data_dir)
+  assert not (parent / "1.0.0").exists()
+  builder = tfds.builder(
+      "3dpain", config=official_local, data_dir=str(data_dir)
+  )
+  assert not builder.is_prepared()
+  with pytest.raises(KeyError, match="not been generated"):
+    builder.as_data_source(split="train")
+  monkeypatch.undo()
+  assert prepare_official(official_fixture.root, data_dir).is_prepared()
