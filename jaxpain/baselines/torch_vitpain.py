@@ -45,18 +45,22 @@ class TorchViTPainConfig:
   in_channels: int = 3
 
 
-def make_dinov3(variant: str, num_registers: int = 4, in_chans: int = 3):
+def make_dinov3(
+  variant: str, num_registers: int = 4, in_chans: int = 3,
+  qkv_bias: bool = False,
+):
   """A randomly initialised timm DINOv3 `Eva` (no download).
 
   Uses the kwargs of timm's `vit_*_patch16_dinov3` registrations, so S/B/L
   match them and the test sizes ('mu/16', 'Ti/16') are the same network,
-  smaller.
+  smaller. `qkv_bias=True` gives the `_qkvb` variant (note: its attention
+  calls `F.linear` on `qkv.weight`, bypassing a peft LoRA on qkv).
   """
   v = jvit.decode_variant(variant)
   return Eva(
     img_size=224, patch_size=16, in_chans=in_chans, num_classes=0,
     embed_dim=v.width, depth=v.depth, num_heads=v.heads,
-    mlp_ratio=v.mlp / v.width, qkv_bias=False, init_values=1e-5,
+    mlp_ratio=v.mlp / v.width, qkv_bias=qkv_bias, init_values=1e-5,
     rope_type='dinov3', rope_temperature=100, rope_rotate_half=True,
     use_rot_pos_emb=True, use_abs_pos_emb=False,
     num_reg_tokens=num_registers, use_fc_norm=False, dynamic_img_size=True,

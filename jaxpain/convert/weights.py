@@ -87,10 +87,12 @@ def _apply(model, entries, sd: StateDict, what: str) -> None:
   _check_keys(entries, sd, what)
   variables = _variables(model)
   values = _assemble(entries, sd, variables)
+  for path, arr in values.items():  # validate all before writing any
+    if arr.shape != variables[path].shape:
+      raise CheckpointError(
+        f'{path}: built {arr.shape}, model {variables[path].shape}')
   for path, arr in values.items():
     var = variables[path]
-    if arr.shape != var.shape:
-      raise CheckpointError(f'{path}: built {arr.shape}, model {var.shape}')
     var.set_value(jnp.asarray(arr, var.dtype))
 
 

@@ -24,11 +24,11 @@ VARIANT, H, W = 'Ti/16', 32, 48
 KEYS = ('features', 'pspi', 'pspi_logit', 'binary_logits', 'au', 'tokens')
 
 
-def _randomised_backbone():
-  e = tv.make_dinov3(VARIANT)
+def _randomised_backbone(qkv_bias=False):
+  e = tv.make_dinov3(VARIANT, qkv_bias=qkv_bias)
   with torch.no_grad():
     for name, p in e.named_parameters():
-      if 'gamma' in name:
+      if 'gamma' in name or name.endswith(('q_bias', 'v_bias')):
         p.normal_(0.0, 0.3)
   return e
 
@@ -107,20 +107,24 @@ def test_export_round_trip_is_exact(compat, tmp_path):
     assert np.array_equal(back[k], sd[k])
 
 
-def test_timm_backbone_import_matches_timm(tmp_path):
+@pytest.mark.parametrize('qkv_bias', [False, True], ids=['qkv', 'qkvb'])
+def test_timm_backbone_import_matches_timm(qkv_bias, tmp_path):
   """Backbone alone, from a safetensors file written by the real library:
-  all tokens ([CLS, registers, patches], RoPE) match timm's."""
+  all tokens ([CLS, registers, patches], RoPE) match timm's, also for the
+  `_qkvb` variant (q and v biases, k bias fixed at zero)."""
   from safetensors.torch import save_file
 
-  eva = _randomised_backbone().eval()
+  eva = _randomised_backbone(qkv_bias).eval()
   path = tmp_path / 'dinov3.safetensors'
   save_file({k: v.contiguous() for k, v in eva.state_dict().items()}, path)
-  cfg = dataclasses.replace(jax_config(False).backbone(1), lora=None)
+  cfg = dataclasses.replace(jax_config(False).backbone(1), lora=None,
+                            qkv_bias=qkv_bias)
   enc = convert.vit_from_timm(cfg, path)
   x = images(2, H, W, 4)
   with torch.no_grad():
     ref = eva.forward_features(torch.from_numpy(x.transpose(0, 3, 1, 2)))
   np.testing.assert_allclose(np.asarray(enc(x)), ref.numpy(), atol=1e-4)
   exported = convert.export_backbone(enc)
+  assert list(exported) == list(eva.state_dict())
   assert all(np.array_equal(exported[k], v.numpy())
              for k, v in eva.state_dict().items())
