@@ -95,6 +95,39 @@ def test_fresh_process_finds_3dpain_without_importing_us(data_dir, tmp_path):
   assert "Parsing builder name string 3dpain" in off.stderr
 
 
+WHEEL_CHECK = textwrap.dedent("""
+    import sys
+    import tensorflow_datasets as tfds
+    src = tfds.data_source("3dpain/tiny", data_dir=sys.argv[1], split="train")
+    print(len(src), sys.modules["tfds_3dpain"].__file__)
+""")
+
+
+def test_regular_wheel_install_ships_the_hook(data_dir, tmp_path):
+  # Build the wheel offline (hatchling from the dev extra) and install it,
+  # without dependencies, into a fresh venv that borrows the project's
+  # third-party packages through a plain path entry (which, unlike a site
+  # folder, runs none of the project venv's .pth files).
+  _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+        "--no-build-isolation", "-w", str(tmp_path / "dist"), str(REPO)],
+       cwd=tmp_path)
+  (wheel,) = (tmp_path / "dist").glob("jaxpain-*.whl")
+  venv = tmp_path / "venv"
+  _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
+  py = venv / "bin" / "python"
+  sp = pathlib.Path(_run([str(py), "-c", "import site; print("
+                          "site.getsitepackages()[0])"], cwd=tmp_path).strip())
+  (sp / "zz_deps.pth").write_text(
+      next(p for p in sys.path if p.endswith("site-packages")) + "\n")
+  _run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q",
+        "--no-deps", str(wheel)], cwd=tmp_path)
+  assert (sp / "tfds_3dpain_autoload.pth").exists()
+  count, module = _run([str(py), "-c", WHEEL_CHECK, data_dir],
+                       cwd=tmp_path).split()
+  assert int(count) == 33
+  assert pathlib.Path(module).is_relative_to(sp)  # The installed copy.
+
+
 def _source(data_dir, split):
   return tfds.data_source("3dpain/tiny", data_dir=data_dir, split=split)
 
