@@ -106,40 +106,39 @@ def write_identity(
   """Generates identity `index` and moves it into place atomically.
 
   Returns:
-    Seconds per pipeline stage (pipeline.STAGES) for this identity.
+    Seconds per pipeline stage for this identity (see pipeline.Timer).
   """
   timings: dict[str, float] = {}
   recs = pipeline.generate_identity(config, index, timings)
-  start = time.perf_counter()
   parent = os.path.join(out_dir, "identities")
   final = os.path.join(parent, identity_dirname(index))
-  tmp = tempfile.mkdtemp(prefix=f".tmp-{identity_dirname(index)}-", dir=parent)
-  try:
-    for rec in recs:
-      _encode(
-        os.path.join(
-          tmp, image_name(rec.expression, rec.view, config.image_ext)
-        ),
-        rec.image,
-        config,
-      )
-      if rec.expression and rec.view == 0:
-        _encode(
-          os.path.join(tmp, heatmap_name(rec.expression)), rec.heatmap, config
-        )
-    with open(os.path.join(tmp, "labels.json"), "w", encoding="utf-8") as f:
-      json.dump(labels_of(config, recs), f, indent=1)
-    os.replace(tmp, final)
-  except OSError:
-    shutil.rmtree(tmp, ignore_errors=True)
-    if os.path.isdir(final):  # another run finished it first: keep theirs
-      return timings
-    raise
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  timings["encode+write"] = time.perf_counter() - start
+  with pipeline.Timer(timings)("encode+write"):
+    tmp = tempfile.mkdtemp(
+      prefix=f".tmp-{identity_dirname(index)}-", dir=parent
+    )
+    try:
+      _write_files(config, tmp, recs)
+      os.replace(tmp, final)
+    except OSError:
+      shutil.rmtree(tmp, ignore_errors=True)
+      if not os.path.isdir(final):
+        raise
+      # else another run finished this identity first: keep theirs
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
   return timings
+
+
+def _write_files(config, folder, recs) -> None:
+  for rec in recs:
+    name = image_name(rec.expression, rec.view, config.image_ext)
+    _encode(os.path.join(folder, name), rec.image, config)
+    if rec.expression and rec.view == 0:
+      name = heatmap_name(rec.expression)
+      _encode(os.path.join(folder, name), rec.heatmap, config)
+  with open(os.path.join(folder, "labels.json"), "w", encoding="utf-8") as f:
+    json.dump(labels_of(config, recs), f, indent=1)
 
 
 # -------------------------------------------------------------- the dataset
@@ -223,6 +222,8 @@ class WriteSummary:
   seconds: float
   timings: dict[str, float]  # summed over identities (CPU-side seconds)
   images: int  # images written in this run (not heatmaps)
+  # Seconds from the start at which each identity of this run finished.
+  finished_at: list[float] = dataclasses.field(default_factory=list)
 
 
 def _worker_init() -> None:
@@ -293,6 +294,7 @@ def _run(config, out_dir, workers, progress) -> WriteSummary:
   workers = default_workers(config) if workers is None else int(workers)
   workers = max(1, min(workers, len(todo) or 1))
   totals: dict[str, float] = {}
+  finished_at: list[float] = []
   bar = tqdm(
     total=config.num_identities,
     initial=len(skipped),
@@ -304,6 +306,7 @@ def _run(config, out_dir, workers, progress) -> WriteSummary:
   def collect(timings):
     for k, v in timings.items():
       totals[k] = totals.get(k, 0.0) + v
+    finished_at.append(time.perf_counter() - start)
     bar.update(1)
 
   try:
@@ -333,6 +336,7 @@ def _run(config, out_dir, workers, progress) -> WriteSummary:
     time.perf_counter() - start,
     totals,
     len(todo) * (1 + records.NUM_PAIN_EXPRESSIONS) * config.num_views,
+    finished_at,
   )
 
 

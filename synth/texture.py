@@ -184,7 +184,7 @@ def sample_style(demo: records.Demographics, rng) -> Style:
   )
   age = float(np.clip((demo.age_years - 20.0) / 55.0, 0.0, 1.0))
   w_cau = float(mix[records.ETHNICITIES.index("caucasian")])
-  grey = 0.05 + 0.85 * age**2
+  grey = 0.02 + 0.9 * age**3
   hair = _choose(
     rng,
     {
@@ -215,8 +215,8 @@ def sample_style(demo: records.Demographics, rng) -> Style:
     hair=srgb_to_linear(HAIR_SRGB[hair]),
     iris=srgb_to_linear(IRIS_SRGB[iris]),
     beard=float(rng.uniform(0.2, 1.0)) if male and rng.uniform() < 0.7 else 0.0,
-    scalp_hair=0.0 if bald else float(rng.uniform(0.6, 1.0)),
-    hairline=float(rng.uniform(1.5, 2.0) + (0.5 * age if male else 0.0)),
+    scalp_hair=0.0 if bald else float(rng.uniform(0.8, 1.0)),
+    hairline=float(rng.uniform(1.2, 1.7) + (0.6 * age if male else 0.0)),
     blush=float(rng.uniform(0.2, 0.8)),
     age=age,
   )
@@ -379,8 +379,12 @@ class ProceduralTexture:
       * f["brow_zone"]
       * np.clip(strands, 0, 1)
     )
-    w = np.maximum(0.9 * w, f["lash"])[:, None]
-    c = c * (1 - w) + style.hair * w
+    brows = (0.9 * w)[:, None]
+    c = c * (1 - brows) + style.hair * brows
+    # Lash line: dark whatever the hair colour (lashes grey last).
+    lash = f["lash"][:, None]
+    dark = 0.7 * srgb_to_linear((0.10, 0.07, 0.05)) + 0.3 * style.hair
+    c = c * (1 - lash) + dark * lash
     if style.scalp_hair > 0:
       lm = self.lm
       brow_y = lm.eyes[0, 1] + 0.7 * u
@@ -395,23 +399,25 @@ class ProceduralTexture:
         y_line,
       )
       w = _smooth(y_line - 0.05 * u, y_line + 0.25 * u, self.pos[:, 1])
-      grain = rng.uniform(0.55, 1.0, len(w)).astype(np.float32)
-      density = 0.85 + 0.15 * self.noise.field(rng, 0.5 * u)
+      grain = rng.uniform(0.75, 1.0, len(w)).astype(np.float32)
+      density = 0.92 + 0.08 * self.noise.field(rng, 0.5 * u)
       w = (style.scalp_hair * w * np.clip(grain * density, 0, 1))[:, None]
-      c = c * (1 - w) + style.hair * w
+      # Strands: darker and lighter fibres, not a flat cap.
+      shade = 0.75 + 0.5 * rng.uniform(size=(len(w), 1)).astype(np.float32)
+      c = c * (1 - w) + style.hair * shade * w
     return c
 
   def _eyes(self, p, style):
     out = np.empty(p.shape, np.float32)
-    sclera = srgb_to_linear((0.86, 0.83, 0.80))
+    sclera = srgb_to_linear((0.80, 0.77, 0.74))
     for k, eye in enumerate(self.lm.eyes):
       sel = (p[:, 0] >= 0) if k == 1 else (p[:, 0] < 0)
       d = p[sel] - eye
       d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
       angle = np.arccos(np.clip(d[:, 2], -1, 1))  # from the gaze axis +z
-      iris = _smooth(0.50, 0.44, angle)[:, None]
-      pupil = _smooth(0.21, 0.17, angle)[:, None]
-      ring = np.exp(-(((angle - 0.46) / 0.03) ** 2))[:, None]
+      iris = _smooth(0.56, 0.50, angle)[:, None]
+      pupil = _smooth(0.23, 0.19, angle)[:, None]
+      ring = np.exp(-(((angle - 0.52) / 0.03) ** 2))[:, None]
       col = sclera * (1 - iris) + style.iris * iris * (1 - 0.5 * ring)
       out[sel] = col * (1 - pupil) + 0.01 * pupil
     return out
