@@ -27,6 +27,8 @@ _FIELDS = {
   "background": "background",
   "head": "head",
   "head_path": "head_path",
+  "head_blendshapes": "head_blendshapes",
+  "head_texture_space": "head_texture_space",
   "diffusion_weights": "diffusion_weights",
   "inpaint_weights": "inpaint_weights",
   "diffusion_steps": "diffusion_steps",
@@ -76,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--diffusion-resolution", type=int)
   p.add_argument("--head", choices=config_lib.HEAD_BACKENDS)
   p.add_argument("--head-path", help="MakeHuman data folder or FLAME file")
+  p.add_argument(
+    "--head-blendshapes",
+    help="FLAME: npz of ARKit-named (V, 3) blendshapes in metres",
+  )
+  p.add_argument(
+    "--head-texture-space", help="FLAME: npz with 'vt' and 'ft' (UVs)"
+  )
   p.add_argument(
     "--views", help="camera (yaw,pitch) pairs in degrees, e.g. '0,8;-30,5;30,5'"
   )

@@ -124,6 +124,10 @@ class SynthConfig:
   # Head model backend and, for FLAME (or a custom MakeHuman), its file.
   head: str = "makehuman"
   head_path: str | None = None
+  # FLAME only: npz of ARKit-named (V, 3) blendshapes (needed by the AU rig)
+  # and npz texture space ('vt', 'ft'); see synth.head.load_head_model.
+  head_blendshapes: str | None = None
+  head_texture_space: str | None = None
   # Skin albedo: procedural UV texture, or a local diffusers pipeline.
   texture: str = "procedural"
   # Side of the per-identity UV texture in texels.
@@ -232,6 +236,12 @@ class SynthConfig:
         )
     if self.head == "flame" and not self.head_path:
       raise ConfigError("head 'flame' needs head_path (--head-path FILE)")
+    if self.head != "flame" and (
+      self.head_blendshapes or self.head_texture_space
+    ):
+      raise ConfigError(
+        "head_blendshapes/head_texture_space apply to head 'flame' only"
+      )
     if self.texture == "diffusers" and not self.diffusion_weights:
       raise ConfigError(
         "texture 'diffusers' needs diffusion_weights: a local directory "
@@ -242,7 +252,13 @@ class SynthConfig:
         "background 'inpaint' needs inpaint_weights: a local directory "
         "holding a saved inpainting pipeline (--inpaint-weights DIR)"
       )
-    for name in ("head_path", "diffusion_weights", "inpaint_weights"):
+    for name in (
+      "head_path",
+      "head_blendshapes",
+      "head_texture_space",
+      "diffusion_weights",
+      "inpaint_weights",
+    ):
       value = getattr(self, name)
       if value is not None:
         object.__setattr__(self, name, os.path.abspath(os.fspath(value)))

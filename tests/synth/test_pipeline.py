@@ -185,3 +185,54 @@ def test_config_round_trips_through_json(tmp_path):
   assert SynthConfig.from_json(path) == cfg
   with pytest.raises(ConfigError, match="unknown config keys"):
     SynthConfig.from_dict({"num_identities": 1, "colour": "red"})
+
+
+def _fake_flame(tmp_path):
+  """A FLAME-format npz (head ellipsoid + two eyeballs) and blendshapes."""
+  import trimesh
+
+  from synth import rig
+
+  head = trimesh.creation.icosphere(3)
+  hv = head.vertices * [0.08, 0.11, 0.1]
+  parts_v, parts_f = [hv], [head.faces]
+  for x in (0.03, -0.03):
+    eye = trimesh.creation.icosphere(1, radius=0.012)
+    parts_f.append(eye.faces + sum(len(p) for p in parts_v))
+    parts_v.append(eye.vertices + [x, 0.02, 0.085])
+  v, f = np.concatenate(parts_v), np.concatenate(parts_f)
+  rng = np.random.default_rng(0)
+  model = tmp_path / "flame.npz"
+  np.savez(
+    model, v_template=v, f=f, shapedirs=rng.normal(0, 0.002, (len(v), 3, 8))
+  )
+  front = np.nonzero((v[:, 2] > 0.07) & (np.abs(v[:, 1]) < 0.06))[0]
+  names = {s for au in rig.PAIN_AUS for s in rig.AU_BLENDSHAPES[au]}
+  shapes = {}
+  for k, name in enumerate(sorted(names)):
+    d = np.zeros_like(v, dtype=np.float32)
+    d[front[k :: len(names)]] = [0, 0, 0.004]
+    shapes[name] = d
+  blend = tmp_path / "arkit.npz"
+  np.savez(blend, **shapes)
+  return str(model), str(blend)
+
+
+def test_flame_head_runs_through_the_pipeline(tmp_path):
+  model, blend = _fake_flame(tmp_path)
+  cfg = small(head="flame", head_path=model, head_blendshapes=blend)
+  pipeline.check_inputs(cfg)
+  recs = pipeline.generate_identity(cfg, 0)
+  assert len(recs) == 33
+  frontal = recs[0].image.astype(int)
+  corner = frontal[:3, :3].reshape(-1, 3).mean(0)
+  face = np.abs(frontal - corner).sum(-1) > 40
+  rows, cols = np.nonzero(face)
+  assert face.mean() > 0.2 and abs(cols.mean() - 16) < 4
+  assert all(r.heatmap.any() for r in recs if r.expression)
+  with pytest.raises(ConfigError, match="does not exist"):
+    pipeline.check_inputs(
+      small(
+        head="flame", head_path=model, head_blendshapes=str(tmp_path / "no.npz")
+      )
+    )
