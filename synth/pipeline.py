@@ -172,10 +172,10 @@ def generate_identity(
       ctx.rig.deform(neutral, rig.au_vector_to_dict(a)) for a in aus[1:]
     ]
   with timer("texture"):
-    tex = _texture(ctx, config, ident, neutral)
+    tex, rough = _texture(ctx, config, ident, neutral)
   with timer("render"):
     r = ctx.renderer
-    r.set_head(ctx.head.faces, ctx.painter.atlas.uvs, tex, neutral)
+    r.set_head(ctx.head.faces, ctx.painter.atlas.uvs, tex, neutral, rough)
     r.set_lighting(render.sample_lighting(config, _rng(config, index, _LIGHT)))
     r.frame(_framed(neutral, ctx.head), config.framing)
     rgba = [
@@ -211,15 +211,16 @@ def _framed(neutral: np.ndarray, head) -> np.ndarray:
 
 
 def _texture(ctx: _Context, config: SynthConfig, ident, neutral):
-  tex = ctx.painter.paint(
+  """(albedo, metallic-roughness) UV maps of one identity."""
+  tex, rough = ctx.painter.paint_maps(
     ident.demographics, _rng(config, ident.index, _TEXTURE)
   )
   if ctx.diff_texture is None:
-    return tex
+    return tex, rough
   from synth import diffusion
 
   r = ctx.renderer
-  r.set_head(ctx.head.faces, ctx.painter.atlas.uvs, tex, neutral)
+  r.set_head(ctx.head.faces, ctx.painter.atlas.uvs, tex, neutral, rough)
   r.set_lighting(
     render.Lighting(key_azimuth_deg=0.0, key_elevation_deg=20.0, ambient=0.5)
   )
@@ -231,7 +232,7 @@ def _texture(ctx: _Context, config: SynthConfig, ident, neutral):
     rgba[..., :3],
     depth,
   )
-  return diffusion.project_to_texture(
+  tex = diffusion.project_to_texture(
     ctx.painter,
     tex,
     neutral,
@@ -241,6 +242,7 @@ def _texture(ctx: _Context, config: SynthConfig, ident, neutral):
     r.fov_deg,
     depth,
   )
+  return tex, rough
 
 
 def _background(ctx, config, ident, expression, view, rgba):

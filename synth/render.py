@@ -241,8 +241,18 @@ class FaceRenderer:
     uvs: np.ndarray,
     texture: np.ndarray,
     vertices: np.ndarray,
+    roughness: np.ndarray | None = None,
   ) -> None:
-    """Uploads a head (topology, UVs, UV texture) with its first vertices."""
+    """Uploads a head with its first vertices.
+
+    Args:
+      faces, uvs: topology and per-vertex UVs.
+      texture: (S, S, 3) uint8 sRGB albedo.
+      vertices: (V, 3) first vertex positions.
+      roughness: optional (S, S, 3) uint8 metallic-roughness map as
+        pyrender reads it (roughness in red, metalness in green); a uniform
+        0.62 without it.
+    """
     faces = np.asarray(faces, np.int32)
     if self._topology is None or self._topology[0] is not faces:
       self._normals = VertexNormals(np.asarray(vertices, np.float32), faces)
@@ -251,10 +261,14 @@ class FaceRenderer:
       if node is not None:
         self.scene.remove_node(node)
     normals = self._normals(vertices)
+    mr = None
+    if roughness is not None:
+      mr = pyrender.Texture(source=roughness, source_channels="RGB")
     material = pyrender.MetallicRoughnessMaterial(
       baseColorTexture=pyrender.Texture(source=texture, source_channels="RGB"),
+      metallicRoughnessTexture=mr,
       metallicFactor=0.0,
-      roughnessFactor=0.62,
+      roughnessFactor=0.62 if mr is None else 1.0,
     )
     face = pyrender.Primitive(
       positions=vertices,

@@ -49,6 +49,12 @@ _PART_SRGB = {
   "teeth": (0.90, 0.87, 0.78),
   "tongue": (0.68, 0.30, 0.30),
 }
+_PART_ROUGHNESS = {
+  "eyes": 0.08,
+  "teeth": 0.3,
+  "tongue": 0.35,
+  "eyelashes": 0.95,
+}
 
 
 def srgb_to_linear(c):
@@ -335,10 +341,27 @@ class ProceduralTexture:
   # ------------------------------------------------------- per identity
 
   def paint(self, demo: records.Demographics, rng) -> np.ndarray:
-    """Returns the (S, S, 3) uint8 sRGB texture of one identity."""
+    """Returns the (S, S, 3) uint8 sRGB albedo of one identity."""
+    return self.paint_maps(demo, rng)[0]
+
+  def paint_maps(self, demo: records.Demographics, rng):
+    """Albedo and glTF metallic-roughness map of one identity.
+
+    Roughness matters for looks: hair is matte, lips and eyes are glossy,
+    skin in between; one material-wide value made dark brows shine grey.
+
+    Returns:
+      ((S, S, 3) uint8 sRGB albedo, (S, S, 3) uint8 roughness map laid out
+      as pyrender samples it: roughness in red, metalness (0) in green;
+      glTF would use green and blue).
+    """
     style = sample_style(demo, rng)
     colour = self._skin(style, rng)
-    colour = self._hair(colour, style, rng)
+    colour, hair = self._hair(colour, style, rng)
+    lips = self.f["lips"]
+    rough = 0.55 + 0.06 * self.noise.field(rng, 0.3 * self.lm.unit)
+    rough = rough * (1 - lips) + 0.35 * lips
+    rough = rough * (1 - hair) + 0.95 * hair
     for name, mask in self.masks.items():
       if name == "eyes":
         colour[mask] = self._eyes(self.pos[mask], style)
@@ -346,8 +369,11 @@ class ProceduralTexture:
         colour[mask] = srgb_to_linear(_PART_SRGB[name])
       elif name != "skin":  # lashes, brow geometry, hair cards: hair colour
         colour[mask] = style.hair
+      rough[mask] = _PART_ROUGHNESS.get(name, rough[mask])
     texels = (linear_to_srgb(colour) * 255 + 0.5).astype(np.uint8)
-    return texels[self.atlas.nearest]
+    mr = np.zeros_like(texels)  # pyrender reads roughness from red
+    mr[:, 0] = np.clip(rough * 255 + 0.5, 0, 255).astype(np.uint8)
+    return texels[self.atlas.nearest], mr[self.atlas.nearest]
 
   def _skin(self, style: Style, rng) -> np.ndarray:
     f, u = self.f, self.lm.unit
@@ -379,7 +405,8 @@ class ProceduralTexture:
       * f["brow_zone"]
       * np.clip(strands, 0, 1)
     )
-    brows = (0.9 * w)[:, None]
+    hair = 0.9 * w
+    brows = hair[:, None]
     c = c * (1 - brows) + style.hair * brows
     # Lash line: dark whatever the hair colour (lashes grey last).
     lash = f["lash"][:, None]
@@ -405,7 +432,8 @@ class ProceduralTexture:
       # Strands: darker and lighter fibres, not a flat cap.
       shade = 0.75 + 0.5 * rng.uniform(size=(len(w), 1)).astype(np.float32)
       c = c * (1 - w) + style.hair * shade * w
-    return c
+      hair = np.maximum(hair, w[:, 0])
+    return c, hair
 
   def _eyes(self, p, style):
     out = np.empty(p.shape, np.float32)
