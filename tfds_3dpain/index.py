@@ -142,6 +142,12 @@ def neutral_index(builder_or_dir, split: str) -> RecordIndex:
     )
   path = _version_dir(builder_or_dir) / INDEX_FILE
   if not path.exists():
+    if (path.parent / "dataset_info.json").exists():
+      raise FileNotFoundError(
+          f"{path} does not exist: {path.parent} was prepared in a format "
+          "without random access (file_format other than array_record), "
+          "for which record positions mean nothing; prepare it as ArrayRecord"
+      )
     raise FileNotFoundError(
         f"{path} does not exist: prepare the dataset first "
         "(download_and_prepare or tfds build), or point at the version folder "

@@ -45,6 +45,13 @@ def test_labels_and_neutral_pairs_match_the_files(
   for split, size in official_fixture.split_sizes.items():
     examples = _by_key(builder, split)
     assert len(examples) == size
+    idx, source = tfds_3dpain.neutral_index(builder, split), (
+        builder.as_data_source(split=split))
+    for pos in range(len(source)):
+      ex = source[pos]
+      ref = source[idx.neutral(int(ex["identity"]), int(ex["view"]))]
+      assert ref["key"].decode() == testing.image_name(
+          int(ex["identity"]), 0, int(ex["view"]))[: -len(".jpg")]
     identities = {int(ex["identity"]) for ex in examples.values()}
     assert not identities & seen, "an identity is in two splits"
     seen |= identities
