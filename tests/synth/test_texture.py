@@ -122,3 +122,24 @@ def test_features_are_painted(painter, head):
   ahead = eyes & (cos > np.cos(0.12))
   assert ahead.sum() > 5 and texels[ahead].mean() < 30
   assert np.percentile(texels[eyes].mean(1), 75) > 150
+
+
+def test_roughness_map_makes_hair_matte_and_eyes_glossy(painter):
+  albedo, rough = painter.paint_maps(
+    _demo("african", "female"), np.random.default_rng(3)
+  )
+  np.testing.assert_array_equal(
+    albedo, painter.paint(_demo("african", "female"), np.random.default_rng(3))
+  )
+  r = rough[painter.atlas.covered][:, 0].astype(float) / 255
+  crown = painter.masks["skin"] & (painter.pos[:, 1] > painter.lm.crown - 0.01)
+  assert r[painter.masks["eyes"]].max() < 0.15
+  assert r[crown].mean() > 0.75
+  cheeks = (
+    painter.masks["skin"]
+    & (painter.pos[:, 1] < painter.lm.eyes[0, 1])
+    & (painter.f["side"] < 0.25)
+    & (painter.f["lips"] < 0.01)
+  )
+  assert 0.4 < np.median(r[cheeks]) < 0.7
+  assert not rough[..., 1:].any()  # metalness 0 (pyrender: green channel)
