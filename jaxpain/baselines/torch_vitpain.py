@@ -162,3 +162,17 @@ class TorchViTPain(nn.Module):
     mods = [self.pspi_head, self.pspi_binary_heads, self.au_shared_features,
             self.au_head, self.neutral_cross_attn, self.neutral_norm]
     return [p for m in mods if m is not None for p in m.parameters()]
+
+
+def load_checkpoint(model: TorchViTPain, path) -> TorchViTPain:
+  """Loads a released-layout `.ckpt` / state dict file into `model`.
+
+  Reads through `jaxpain.convert.read_state_dict` (no code from the file is
+  executed, Lightning extras are ignored); strict key matching.
+  """
+  from jaxpain.convert import read_state_dict
+
+  sd = {k: torch.from_numpy(v.copy()) for k, v in
+        read_state_dict(path).items()}
+  model.load_state_dict(sd, strict=True)
+  return model

@@ -258,7 +258,7 @@ def write_state_dict(
       import torch  # lazily: optional dependency
 
       sd = collections.OrderedDict(
-        (k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in
+        (k, torch.from_numpy(np.array(v, order='C'))) for k, v in
         state.items())
       wrap = path.endswith('.ckpt') if lightning is None else lightning
       torch.save({'state_dict': sd} if wrap else sd, tmp)

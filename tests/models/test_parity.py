@@ -105,6 +105,11 @@ def test_export_round_trip_is_exact(compat, tmp_path):
   for k in sd:
     assert np.array_equal(loaded[k].numpy(), sd[k])
     assert np.array_equal(back[k], sd[k])
+  fresh = tv.TorchViTPain(tv.TorchViTPainConfig(
+    variant=VARIANT, official_compat=compat))
+  tv.load_checkpoint(fresh, path)
+  assert all(torch.equal(v, torch_model(compat).state_dict()[k])
+             for k, v in fresh.state_dict().items())
 
 
 @pytest.mark.parametrize('qkv_bias', [False, True], ids=['qkv', 'qkvb'])
