@@ -1,14 +1,18 @@
 """ViTPain API: output contract, filters, axis names, init, dtypes."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
+from jaxpain import convert
 from jaxpain.models import layers, lora, vitpain
 from tests.models.conftest import (
   config,
+  encoder_fn,
   forward_fn,
   fresh_model,
   images,
@@ -126,6 +130,13 @@ def test_heatmap_single_channel_is_replicated():
   np.testing.assert_array_equal(a, b)
   t = vitpain.teacher_config(m.cfg)
   assert t.variant == m.cfg.variant and t.in_channels == 3
+  # A 1-channel teacher imports the RGB patch kernel summed over channels.
+  sd = convert.export_backbone(m.encoder)
+  rgb = dataclasses.replace(m.encoder.cfg, lora=None, num_adapters=1)
+  gray = dataclasses.replace(rgb, in_channels=1)
+  a = encoder_fn()(convert.vit_from_timm(gray, sd), h, (0,))
+  b = encoder_fn()(convert.vit_from_timm(rgb, sd), np.repeat(h, 3, -1), (0,))
+  np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_bad_inputs_raise():
