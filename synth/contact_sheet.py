@@ -37,25 +37,33 @@ def _columns(recs: list[records.ImageRecord]):
     key=lambda e: (by[(e, 0)].pspi, e),
   )
   picks = [pains[0], pains[len(pains) // 2], pains[-1]] if pains else []
-  cols = [("neutral", by[(0, 0)].image, "neutral")]
-  for e in picks:
+  level = ("lowest", "middle", "highest")
+  v0 = by[(0, 0)]
+  cols = [
+    (
+      f"neutral\nview 0 ({v0.yaw_deg:+.0f}°, {v0.pitch_deg:+.0f}°)",
+      v0.image,
+      "neutral",
+    )
+  ]
+  for e, name in zip(picks, level, strict=True):
     r = by[(e, 0)]
-    cols.append(("pain, view 0", r.image, f"pain {e}: PSPI {r.pspi:g}"))
+    cols.append((f"{name} PSPI\nview 0", r.image, f"pain {e}: PSPI {r.pspi:g}"))
   if picks:
     for v in views[1:]:
       r = by[(picks[-1], v)]
       cols.append(
         (
-          f"view {v} ({r.yaw_deg:+.0f}°, {r.pitch_deg:+.0f}°)",
+          f"highest PSPI\nview {v} ({r.yaw_deg:+.0f}°, {r.pitch_deg:+.0f}°)",
           r.image,
           f"pain {r.expression}: PSPI {r.pspi:g}",
         )
       )
-    for e in picks:
+    for e, name in zip(picks, level, strict=True):
       r = by[(e, 0)]
       cols.append(
         (
-          "heatmap",
+          f"heatmap (hot)\n{name} PSPI",
           heatmap.colormap(r.heatmap),
           f"heatmap {e}: PSPI {r.pspi:g}",
         )
@@ -82,19 +90,20 @@ def make_contact_sheet(
   ncol = max(len(r) for r in rows)
   fs = max(10, tile // 12)
   font, small = _font(fs + 2), _font(fs)
-  head, label, cap = fs * 2 + 6, fs + 8, fs + 6
+  head, label, cap = fs * 3 + 8, fs + 8, fs + 6
   row_h = label + tile + cap
   sheet = Image.new(
     "RGB", (ncol * tile + (ncol + 1) * 4, head + len(rows) * row_h), _BG
   )
   draw = ImageDraw.Draw(sheet)
   for c, (title, _, _) in enumerate(max(rows, key=len)):
-    draw.text(
-      (4 + c * (tile + 4) + tile // 2, head // 2),
+    draw.multiline_text(
+      (4 + c * (tile + 4) + tile // 2, 4),
       title,
       fill=_INK,
       font=small,
-      anchor="mm",
+      anchor="ma",
+      align="center",
     )
   for i, (recs, cols) in enumerate(zip(identities, rows, strict=True)):
     y = head + i * row_h
