@@ -1,4 +1,4 @@
-"""Fixtures for the model tests: fast JAX model builds, shared jit.
+"""Model builders for the tests: fast JAX models, shared jitted calls.
 
 A JAX random init compiles one RNG kernel per parameter shape, which would
 dominate these tests. Most tests therefore build models from a numpy-random
