@@ -143,6 +143,7 @@ def write_contact_sheet(
   fd, tmp = tempfile.mkstemp(prefix=".tmp-sheet-", suffix=".png", dir=folder)
   os.close(fd)
   try:
+    os.chmod(tmp, store.FILE_MODE)
     sheet.save(tmp, optimize=True)
     os.replace(tmp, path)
   except BaseException:

@@ -40,6 +40,18 @@ FORMAT_VERSION = 1
 _ID_DIR = re.compile(r"^id(\d{5,})$")
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+# tempfile creates private (0600/0700) entries; finished ones get the usual
+# permissions, as if made by open() / os.makedirs().
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
 class OutputDirError(ConfigError):
   """The output folder cannot be used (unwritable, other config, busy)."""
 
@@ -117,6 +129,7 @@ def write_identity(
       prefix=f".tmp-{identity_dirname(index)}-", dir=parent
     )
     try:
+      os.chmod(tmp, DIR_MODE)
       _write_files(config, tmp, recs)
       os.replace(tmp, final)
     except OSError:
@@ -192,6 +205,7 @@ def _prepare(config: SynthConfig, out_dir: str) -> None:
       config = stored
   blob = {"format_version": FORMAT_VERSION, "config": config.to_dict()}
   fd, tmp = tempfile.mkstemp(prefix=".tmp-config-", dir=out_dir)
+  os.chmod(tmp, FILE_MODE)
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump(blob, f, indent=1)
   os.replace(tmp, path)

@@ -150,6 +150,10 @@ def test_stale_temp_dirs_are_removed_and_config_must_match(tmp_path):
   assert not os.path.exists(stale)
   with open(os.path.join(out, store.CONFIG_FILE)) as f:
     assert json.load(f)["config"]["num_identities"] == 2
+  # Finished entries get ordinary permissions, not tempfile's private ones.
+  mode = lambda p: os.stat(p).st_mode & 0o777
+  assert mode(os.path.join(out, "identities", "id00001")) == store.DIR_MODE
+  assert mode(os.path.join(out, store.CONFIG_FILE)) == store.FILE_MODE
   with pytest.raises(store.OutputDirError, match="resolution"):
     store.write_dataset(
       SynthConfig(num_identities=2, resolution=48, texture_size=128),
