@@ -4,6 +4,10 @@ ArrayRecord is the primary format (random access for grain). `tfds.load`
 needs TFRecord, so when TensorFlow is installed the build copies each shard's
 records (the same serialized `tf.train.Example`s) into a TFRecord shard of the
 same name and registers TFRecord as an alternative format (stack.md §5).
+The copy runs in a spawned child process, so that building never imports
+TensorFlow into the caller: a JAX training process that prepares the data
+and later imports torchvision would otherwise crash (TensorFlow before
+torchvision segfaults, stack.md §11), and so would any later pyrender use.
 
 Completeness: TFDS builds into a temporary folder and renames it, which is
 atomic on a local disk but not on object stores (a rename there is a copy),
@@ -15,10 +19,15 @@ treats a folder that fails the check as absent and rebuilds it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import multiprocessing
+import sys
 
 from array_record.python import array_record_module
 from etils import epath
+
+from tfds_3dpain import runner
 
 MARKER = "3dpain_files.json"
 # Written by TFDS after our _download_and_prepare, so not in the marker.
@@ -27,25 +36,24 @@ _COPY_BATCH = 256
 
 
 def tensorflow_available() -> bool:
-  try:
-    import tensorflow  # noqa: F401
-  except ImportError:
-    return False
-  return True
+  """Whether TensorFlow is installed (without importing it)."""
+  return importlib.util.find_spec("tensorflow") is not None
 
 
-def _copy_shard(src: epath.Path, dst: epath.Path) -> None:
+def copy_shards(pairs: list[tuple[str, str]]) -> None:
+  """Copies ArrayRecord shards to TFRecord; runs in the child process."""
   import tensorflow as tf
 
-  reader = array_record_module.ArrayRecordReader(str(src))
-  try:
-    with tf.io.TFRecordWriter(str(dst)) as writer:
-      n = reader.num_records()
-      for start in range(0, n, _COPY_BATCH):
-        for raw in reader.read(start, min(n, start + _COPY_BATCH)):
-          writer.write(raw)
-  finally:
-    reader.close()
+  for src, dst in pairs:
+    reader = array_record_module.ArrayRecordReader(src)
+    try:
+      with tf.io.TFRecordWriter(dst) as writer:
+        n = reader.num_records()
+        for start in range(0, n, _COPY_BATCH):
+          for raw in reader.read(start, min(n, start + _COPY_BATCH)):
+            writer.write(raw)
+    finally:
+      reader.close()
 
 
 def write_tfrecord_twin(split_infos) -> list[epath.Path]:
@@ -55,14 +63,24 @@ def write_tfrecord_twin(split_infos) -> list[epath.Path]:
     split_infos: the SplitInfos of the finished ArrayRecord build (their
       filename templates point into the folder being prepared).
   """
-  written = []
+  pairs = []
   for split_info in split_infos:
     twin = split_info.filename_template.replace(filetype_suffix="tfrecord")
     dst_paths = sorted(twin.sharded_filepaths(split_info.num_shards))
-    for src, dst in zip(split_info.filepaths, dst_paths, strict=True):
-      _copy_shard(src, dst)
-      written.append(dst)
-  return written
+    pairs += zip(split_info.filepaths, dst_paths, strict=True)
+  pairs = [(str(a), str(b)) for a, b in pairs]
+  if "tensorflow" in sys.modules:  # Already here: nothing left to protect.
+    copy_shards(pairs)
+    return [epath.Path(b) for _, b in pairs]
+  ctx = multiprocessing.get_context("spawn")
+  with runner.main_hidden():
+    pool = ctx.Pool(1)
+  try:
+    pool.apply(copy_shards, (pairs,))
+  finally:
+    pool.terminate()
+    pool.join()
+  return [epath.Path(b) for _, b in pairs]
 
 
 def write_marker(data_dir: epath.Path) -> None:

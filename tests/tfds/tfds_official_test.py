@@ -1,6 +1,8 @@
 """`3dpain/official`: the import of the released layout, and its bad inputs."""
 
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -204,3 +206,27 @@ def test_interrupted_build_is_never_read_as_complete(
     builder.as_data_source(split="train")
   monkeypatch.undo()
   assert prepare_official(official_fixture.root, data_dir).is_prepared()
+
+
+KEEPS_TF_OUT = """
+import sys
+import tensorflow_datasets as tfds
+import tfds_3dpain
+cfg = tfds_3dpain.ThreeDPainConfig(name="o", official=True, num_workers=0)
+b = tfds.builder("3dpain", config=cfg, data_dir=sys.argv[2])
+b.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=sys.argv[1]))
+print("tensorflow" in sys.modules, [f.value for f in b.info.alternative_file_formats])
+"""
+
+
+def test_building_never_imports_tensorflow_into_the_caller(
+    official_fixture, tmp_path
+):
+  # TensorFlow then torchvision (or pyrender) crashes a process; the
+  # TFRecord twin is written by a child so a JAX job can build safely.
+  out = subprocess.run(
+      [sys.executable, "-c", KEEPS_TF_OUT, str(official_fixture.root),
+       str(tmp_path)], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.split("\n")[-2] == "False ['tfrecord']"
