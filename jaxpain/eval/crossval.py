@@ -136,39 +136,42 @@ def run_fold(fold: folds_lib.Fold, data: unbc.UnbcData,
   size = opts.image_size or int(base.model.image_size)
   inner_train, inner_val = _subjects_split(fold, data, opts)
   table = unbc_source.TableSource
-  test_data = data.of_subjects(fold.test_subjects)
-  srcs = {
-      "train": table(data.of_subjects(inner_train), opts.train_references,
-                     size),
-      "calib": table(data.of_subjects(fold.train_subjects),
-                     opts.train_references, size),
-      "test": table(test_data, opts.test_references, size),
-  }
+  srcs = {"train": table(data.of_subjects(inner_train), opts.train_references,
+                         size)}
   if inner_val:
     srcs["val"] = table(data.of_subjects(inner_val), opts.test_references,
                         size)
   config = fold_config(base, opts, bool(inner_val))
   workdir = os.path.join(fdir, "train")
-  train_result = trainer.train_and_evaluate(
-      config, workdir, sources={k: srcs[k] for k in ("train", "val")
-                                if k in srcs})
+  train_result = trainer.train_and_evaluate(config, workdir, sources=srcs)
+  # One prediction pass over test AND train subjects (the latter calibrate
+  # the F1 thresholds); each subject keeps its own reference rule.
+  both = data.of_subjects(fold.test_subjects + fold.train_subjects)
+  src = table.mixed(both, {opts.test_references: fold.test_subjects,
+                           opts.train_references: fold.train_subjects}, size)
   ckpt = "best" if inner_val else "latest"
-  pred = {s: train_eval.predict(config, workdir, split=s, checkpoint=ckpt,
-                                given_sources={s: srcs[s]})
-          for s in ("test", "calib")}
-  row = _score(pred["test"], pred["calib"])
-  refs = unbc_source.fallback_counts(srcs["test"].record_index())
+  pred = train_eval.predict(config, workdir, split="eval", checkpoint=ckpt,
+                            given_sources={"eval": src})
+  is_test = np.isin(pred["identity"], fold.test_subjects)
+  test = {k: np.asarray(pred[k])[is_test] for k in _PRED_KEYS}
+  calib = {k: np.asarray(pred[k])[~is_test] for k in _PRED_KEYS}
+  row = _score(test, calib)
+  test_data = both.select(test["record"])
+  refs = unbc_source.fallback_counts(src.record_index())
   info = {"fold": fold.index, "train_subjects": list(inner_train),
           "inner_val_subjects": list(inner_val),
           "test_subjects": list(fold.test_subjects), "checkpoint": ckpt,
-          "step": int(pred["test"]["step"]), "references": refs,
+          "step": int(pred["step"]), "references": refs,
           "train_status": train_result.get("status")}
-  _fold_report(fdir, row, pred["test"], test_data, info)
+  _fold_report(fdir, row, test, test_data, info)
   out = {"metrics": row, "info": info,
-         "pspi_true": pred["test"]["pspi_true"].tolist(),
-         "pspi_pred": pred["test"]["pspi"].tolist()}
+         "pspi_true": test["pspi_true"].tolist(),
+         "pspi_pred": test["pspi"].tolist()}
   report.write_json(out, done)
   return out
+
+
+_PRED_KEYS = ("pspi", "au", "pspi_true", "au_true", "record", "identity")
 
 
 def _score(test: dict, calib: dict) -> dict:
@@ -179,15 +182,13 @@ def _score(test: dict, calib: dict) -> dict:
   return row
 
 
-def _fold_report(fdir, row, pred, test_data, info) -> None:
-  order = {int(r): i for i, r in enumerate(pred["record"])}
-  rows = [order[i] for i in range(len(test_data))]
+def _fold_report(fdir, row, test, test_data, info) -> None:
+  """Report folder of a fold; `test_data` rows match `test` rows."""
   report.write_split_report(
       os.path.join(fdir, "report"),
-      {"metrics": row, "pspi_true": pred["pspi_true"][rows],
-       "pspi_pred": pred["pspi"][rows], "au_true": pred["au_true"][rows],
-       "au_pred": pred["au"][rows], "keys": list(test_data.key),
-       "info": info},
+      {"metrics": row, "pspi_true": test["pspi_true"],
+       "pspi_pred": test["pspi"], "au_true": test["au_true"],
+       "au_pred": test["au"], "keys": list(test_data.key), "info": info},
       get_image=test_data.image, title=f"UNBC fold {info['fold']}")
 
 

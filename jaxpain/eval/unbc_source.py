@@ -77,6 +77,23 @@ class TableSource:
     self.data, self.policy, self.image_size = data, policy, image_size
     self._refs = reference_mask(policy, data.pspi, data.sequence_starts())
 
+  @classmethod
+  def mixed(cls, data: unbc.UnbcData, policies: dict[str, list[int]],
+            image_size: int | None = None) -> TableSource:
+    """One source whose subjects follow different reference policies.
+
+    `policies` maps a policy to its subjects (e.g. test subjects
+    "sequence_start", training subjects "pspi0"); references never cross
+    subjects, so one prediction pass serves both groups.
+    """
+    src = cls(data, "none", image_size)
+    starts = data.sequence_starts()
+    for policy, subjects in policies.items():
+      rows = np.isin(data.subject, list(subjects))
+      src._refs[rows] = reference_mask(policy, data.pspi, starts)[rows]
+    src.policy = "mixed"
+    return src
+
   def __len__(self) -> int:
     return len(self.data)
 
