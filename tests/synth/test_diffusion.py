@@ -81,7 +81,7 @@ def _parts(unet_in=4):
     text_encoder=text,
     tokenizer=_tokenizer(),
     unet=unet,
-    scheduler=diffusers.DDIMScheduler(),
+    scheduler=diffusers.DDIMScheduler(steps_offset=1),
   )
   return parts, blocks, attn
 
