@@ -52,41 +52,47 @@ class _Context:
 
 
 _CONTEXTS: dict[str, _Context] = {}
+# Shared by every configuration of the process: GL contexts per image size,
+# and per head the rig and the texture atlas (slow to build, read-only).
 _RENDERERS: dict[tuple, render.FaceRenderer] = {}
+_HEAD_STATE: dict[tuple, tuple] = {}
+
+
+def _head_state(config: SynthConfig, texture_size: int):
+  """(head, rig, painter) for the config's head, built once per process."""
+  from synth import rig, texture
+  from synth.head import load_head_model
+
+  extra = {}
+  if config.head == "flame":
+    extra = dict(
+      blendshapes=config.head_blendshapes,
+      texture_space=config.head_texture_space,
+    )
+  key = (config.head, config.head_path, *extra.values(), texture_size)
+  if key not in _HEAD_STATE:
+    head = load_head_model(config.head, config.head_path, **extra)
+    painter = texture.ProceduralTexture(head, texture_size)
+    _HEAD_STATE[key] = (head, rig.AURig(head), painter)
+  return _HEAD_STATE[key]
 
 
 def _context(config: SynthConfig) -> _Context:
   """The process's cached state for `config` (built on first use)."""
   key = json.dumps(config.output_fingerprint(), sort_keys=True)
   if key not in _CONTEXTS:
-    from synth import rig, texture
-    from synth.head import load_head_model
-
-    extra = {}
-    if config.head == "flame":
-      extra = dict(
-        blendshapes=config.head_blendshapes,
-        texture_space=config.head_texture_space,
-      )
-    head = load_head_model(config.head, config.head_path, **extra)
     rkey = (config.resolution, config.fov_deg, config.msaa_samples)
     if rkey not in _RENDERERS:
       _RENDERERS[rkey] = render.FaceRenderer(*rkey)
-    ctx = _Context(
-      head,
-      rig.AURig(head),
-      texture.ProceduralTexture(head, config.texture_size),
-      _RENDERERS[rkey],
-    )
-    if config.texture == "diffusers":
+    ctx = _Context(*_head_state(config, config.texture_size), _RENDERERS[rkey])
+    if config.texture == "diffusers" or config.background == "inpaint":
       from synth import diffusion
 
-      ctx.diff_texture = diffusion.DiffusersTexture(config)
-    if config.background == "inpaint":
-      from synth import diffusion
-
-      ctx.inpainter = diffusion.InpaintBackground(config)
-    _CONTEXTS.clear()  # one configuration per process at a time
+      if config.texture == "diffusers":
+        ctx.diff_texture = diffusion.DiffusersTexture(config)
+      if config.background == "inpaint":
+        ctx.inpainter = diffusion.InpaintBackground(config)
+    _CONTEXTS.clear()  # frees the diffusers pipelines of an older config
     _CONTEXTS[key] = ctx
   return _CONTEXTS[key]
 
