@@ -161,10 +161,15 @@ def generate_identity(
     (1 + NUM_PAIN_EXPRESSIONS) * num_views ImageRecords; byte-identical for
     the same (config, index) in any process.
   """
-  if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+  if (
+    isinstance(index, bool)
+    or not isinstance(index, int | np.integer)
+    or index < 0
+  ):
     raise ValueError(
       f"identity index must be a non-negative int, got {index!r}"
     )
+  index = int(index)
   timer = Timer(timings)
   with timer("setup"):  # once per process: head, atlas, GL context
     ctx = _context(config)
