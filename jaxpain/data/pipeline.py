@@ -165,7 +165,8 @@ def _prefetch(ds: grain.MapDataset, num_workers: int,
 
 def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
                   global_batch: int, batch_sharding,
-                  num_workers: int = 0, buffer: int = 2) -> grain.IterDataset:
+                  num_workers: int = 0, buffer: int = 2,
+                  rows: tuple[int, int] | None = None) -> grain.IterDataset:
   """The infinite, shuffled training stream of this process's rows.
 
   Args:
@@ -176,6 +177,8 @@ def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
     batch_sharding: the batch NamedSharding (decides this process's rows).
     num_workers: grain worker processes (0: load in the main process).
     buffer: batches prefetched per worker.
+    rows: this process's rows [start, stop) of each global batch; default
+      from `batch_sharding` (`sharding.process_rows`).
 
   Returns:
     A grain IterDataset of host-local numpy batches; `iter()` of it is
@@ -186,7 +189,7 @@ def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
     raise sources.DataError(
         f"the split has {n} examples, fewer than one batch of "
         f"{global_batch}; use a smaller config.batch_size or more data.")
-  rows = shd.process_rows(global_batch, batch_sharding)
+  rows = rows or shd.process_rows(global_batch, batch_sharding)
   ds = (grain.MapDataset.range(n).seed(spec.seed).shuffle().repeat()
         .batch(global_batch, drop_remainder=True)
         .map(_TakeRows(*rows))

@@ -48,11 +48,16 @@ def model_inputs(config, batch: Mapping[str, jax.Array],
   if config.mode == "teacher":
     return augment.prepare(batch["heatmap"], size, keys[0], aug,
                            color=False), None
-  images = augment.prepare(batch["image"], size, keys[0], aug)
-  neutral = None
-  if config.model.use_neutral:
-    neutral = augment.prepare(batch["neutral"], size, keys[1], aug)
-  return images, neutral
+  if not config.model.use_neutral:
+    return augment.prepare(batch["image"], size, keys[0], aug), None
+  if key is not None and batch["neutral"].shape == batch["image"].shape:
+    # One augmentation call over [pain; neutral]: every image still gets
+    # its own draw, and the step compiles the augmentation once, not twice.
+    both = jnp.stack([batch["image"], batch["neutral"]])
+    both = augment.prepare(both, size, keys[0], aug)
+    return both[0], both[1]
+  return (augment.prepare(batch["image"], size, keys[0], aug),
+          augment.prepare(batch["neutral"], size, keys[1], aug))
 
 
 def make_train_step(config: ml_collections.ConfigDict, setup: TrainSetup,
