@@ -281,7 +281,7 @@ def project_to_texture(
   rows = np.clip((v * hd).astype(int), 0, hd - 1)
   cols = np.clip((u * wd).astype(int), 0, wd - 1)
   seen = depth[rows, cols]
-  visible = inside & (seen > 0) & (np.abs(seen - z) < 0.004 + 0.01 * z)
+  visible = inside & (seen > 0) & (np.abs(seen - z) < 0.002 + 0.004 * z)
   view = eye - p
   view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-9)
   facing = np.sum(n * view, axis=1)
