@@ -82,7 +82,10 @@ def cv_parser() -> argparse.ArgumentParser:
                               description="UNBC-McMaster cross-validation")
   p.add_argument("--config", required=True,
                  help="trainer config file[:args], e.g. configs/finetune.py")
-  p.add_argument("--unbc_root", required=True, help="the UNBC folder")
+  p.add_argument("--unbc_root", default=None, help="the UNBC folder")
+  p.add_argument("--tfds", default=None,
+                 help="instead: a prepared unbc_mcmaster/<config> dataset")
+  p.add_argument("--data_dir", default=None, help="TFDS data_dir")
   p.add_argument("--out", required=True, help="output folder (resumes)")
   p.add_argument("--init", default="pretrained", choices=("pretrained",
                                                           "scratch"))
@@ -118,7 +121,7 @@ def cv_main(argv) -> int:
       pretrained=a.pretrained, selection=a.selection,
       test_references=a.references, num_references=a.shots,
       folds=None if a.folds is None else [int(x) for x in a.folds.split(",")],
-      image_size=a.image_size)
+      image_size=a.image_size, tfds=a.tfds, data_dir=a.data_dir)
   result = crossval.run(load_config(a.config), opts)
   print(json.dumps({k: (v["mean"], v["ci95"]) for k, v in
                     result["aggregate"].items()}, default=str, indent=1))

@@ -46,7 +46,8 @@ class CVOptions:
   """What the cross-validation does (see the module docstring).
 
   Attributes:
-    unbc_root: the user's UNBC folder (released HDF5 files or archive).
+    unbc_root: the user's UNBC folder (released HDF5 files or archive),
+      read directly; or None with `tfds`.
     out_dir: where fold work folders and the tables go.
     init: "pretrained" (needs `pretrained`) or "scratch".
     pretrained: a 3DPain run's workdir (init_from kind 'checkpoint') or a
@@ -57,10 +58,14 @@ class CVOptions:
     num_references: N-shot inference at test time.
     folds: fold indices to run (None: all).
     inner_fraction: share of training subjects held out for inner_val.
-    image_size: stored image side fed to the pipeline (the model resizes).
+    image_size: folder only: image side fed to the pipeline (the model
+      resizes again on the device).
+    tfds: read a prepared `unbc_mcmaster/<config>` dataset instead of the
+      folder (its fold splits and recorded folds are used).
+    data_dir: TFDS data_dir for `tfds`.
   """
 
-  unbc_root: str
+  unbc_root: str | None
   out_dir: str
   init: str = "pretrained"
   pretrained: str | None = None
@@ -71,8 +76,13 @@ class CVOptions:
   folds: Sequence[int] | None = None
   inner_fraction: float = 0.2
   image_size: int | None = None
+  tfds: str | None = None
+  data_dir: str | None = None
 
   def __post_init__(self):
+    if (self.unbc_root is None) == (self.tfds is None):
+      raise ValueError("give exactly one of unbc_root (the UNBC folder) "
+                       "and tfds (a prepared unbc_mcmaster dataset)")
     if self.init not in INITS:
       raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
     if self.init == "pretrained" and not self.pretrained:
@@ -114,16 +124,67 @@ def fold_config(base: ml_collections.ConfigDict, opts: CVOptions,
   return c
 
 
-def _subjects_split(fold, data, opts):
+class _Folder:
+  """Fold sources read straight from the user's UNBC folder."""
+
+  def __init__(self, opts: CVOptions, size: int, data=None):
+    self.data = unbc.load(opts.unbc_root) if data is None else data
+    self.folds, self.fold_source = folds_lib.for_data(self.data,
+                                                      opts.unbc_root)
+    self.subject, self.pspi = self.data.subject, self.data.pspi
+    self.stats, self.size = self.data.stats, size
+
+  def source(self, fold_ids, policy, examples):
+    subjects = [s for i in fold_ids for s in self.folds[i].test_subjects]
+    return unbc_source.TableSource(self.data.of_subjects(subjects), policy,
+                                   self.size, subjects=examples)
+
+
+class _Tfds:
+  """Fold sources over a prepared `unbc_mcmaster` dataset (ArrayRecord)."""
+
+  def __init__(self, opts: CVOptions):
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+
+    import tfds_3dpain  # noqa: F401, PLC0415 (registers unbc_mcmaster)
+
+    self.name, self.data_dir = opts.tfds, opts.data_dir
+    meta = tfds.builder(self.name, data_dir=self.data_dir).info.metadata
+    self.folds = [folds_lib.Fold(i, tuple(f["train_subjects"]),
+                                 tuple(f["test_subjects"]))
+                  for i, f in enumerate((meta or {}).get("folds", []))]
+    if not self.folds:
+      raise ValueError(f"{self.name} records no folds in its metadata; "
+                       "rebuild it with the unbc_mcmaster builder")
+    folds_lib.check_folds(self.folds)
+    allf = self.source(range(len(self.folds)), "none", None)
+    self.subject, self.pspi = allf.identity, allf.pspi
+    self.fold_source = f"{self.name} metadata"
+    self.stats = {}
+
+  def source(self, fold_ids, policy, examples):
+    split = "+".join(f"fold{i}" for i in fold_ids)
+    return unbc_source.TfdsSource(self.name, split, policy, self.data_dir,
+                                  subjects=examples)
+
+
+def _subjects_split(fold, frames, opts):
   if opts.selection == "inner_val":
-    return folds_lib.inner_split(fold, data.subject, data.pspi,
+    return folds_lib.inner_split(fold, frames.subject, frames.pspi,
                                  opts.inner_fraction)
   return fold.train_subjects, ()
 
 
-def run_fold(fold: folds_lib.Fold, data: unbc.UnbcData,
-             base: ml_collections.ConfigDict, opts: CVOptions) -> dict:
-  """Train, predict and score one fold; writes `fold_k/` and returns its row."""
+def run_fold(fold: folds_lib.Fold, frames, base: ml_collections.ConfigDict,
+             opts: CVOptions) -> dict:
+  """Train, predict and score one fold; writes `fold_k/` and returns its row.
+
+  Args:
+    fold: the fold.
+    frames: `_Folder` or `_Tfds`: where the fold's sources come from.
+    base: the trainer config to start from.
+    opts: CV options.
+  """
   from jaxpain.train import evaluate as train_eval  # noqa: PLC0415
   from jaxpain.train import trainer  # noqa: PLC0415
 
@@ -133,22 +194,21 @@ def run_fold(fold: folds_lib.Fold, data: unbc.UnbcData,
     with open(done) as f:
       logging.info("fold %d: reusing %s", fold.index, done)
       return json.load(f)
-  size = opts.image_size or int(base.model.image_size)
-  inner_train, inner_val = _subjects_split(fold, data, opts)
-  table = unbc_source.TableSource
-  srcs = {"train": table(data.of_subjects(inner_train), opts.train_references,
-                         size)}
+  inner_train, inner_val = _subjects_split(fold, frames, opts)
+  train_ids = [f.index for f in frames.folds if f.index != fold.index]
+  srcs = {"train": frames.source(train_ids, opts.train_references,
+                                 inner_train)}
   if inner_val:
-    srcs["val"] = table(data.of_subjects(inner_val), opts.test_references,
-                        size)
+    srcs["val"] = frames.source(train_ids, opts.test_references, inner_val)
   config = fold_config(base, opts, bool(inner_val))
   workdir = os.path.join(fdir, "train")
   train_result = trainer.train_and_evaluate(config, workdir, sources=srcs)
   # One prediction pass over test AND train subjects (the latter calibrate
-  # the F1 thresholds); each subject keeps its own reference rule.
-  both = data.of_subjects(fold.test_subjects + fold.train_subjects)
-  src = table.mixed(both, {opts.test_references: fold.test_subjects,
-                           opts.train_references: fold.train_subjects}, size)
+  # the F1 thresholds); each subject keeps its own reference rule, and
+  # references never cross subjects.
+  src = frames.source([fold.index] + train_ids,
+                      {opts.test_references: fold.test_subjects,
+                       opts.train_references: fold.train_subjects}, None)
   ckpt = "best" if inner_val else "latest"
   pred = train_eval.predict(config, workdir, split="eval", checkpoint=ckpt,
                             given_sources={"eval": src})
@@ -156,14 +216,15 @@ def run_fold(fold: folds_lib.Fold, data: unbc.UnbcData,
   test = {k: np.asarray(pred[k])[is_test] for k in _PRED_KEYS}
   calib = {k: np.asarray(pred[k])[~is_test] for k in _PRED_KEYS}
   row = _score(test, calib)
-  test_data = both.select(test["record"])
-  refs = unbc_source.fallback_counts(src.record_index())
+  test_refs = src.record_index()
+  test_refs.example = np.isin(test_refs.identity, fold.test_subjects)
   info = {"fold": fold.index, "train_subjects": list(inner_train),
           "inner_val_subjects": list(inner_val),
           "test_subjects": list(fold.test_subjects), "checkpoint": ckpt,
-          "step": int(pred["step"]), "references": refs,
+          "step": int(pred["step"]),
+          "references": unbc_source.fallback_counts(test_refs),
           "train_status": train_result.get("status")}
-  _fold_report(fdir, row, test, test_data, info)
+  _fold_report(fdir, row, test, src, info)
   out = {"metrics": row, "info": info,
          "pspi_true": test["pspi_true"].tolist(),
          "pspi_pred": test["pspi"].tolist()}
@@ -182,14 +243,17 @@ def _score(test: dict, calib: dict) -> dict:
   return row
 
 
-def _fold_report(fdir, row, test, test_data, info) -> None:
-  """Report folder of a fold; `test_data` rows match `test` rows."""
+def _fold_report(fdir, row, test, src, info) -> None:
+  """Report folder of a fold; images and keys come from the source."""
+  records = test["record"]
   report.write_split_report(
       os.path.join(fdir, "report"),
       {"metrics": row, "pspi_true": test["pspi_true"],
        "pspi_pred": test["pspi"], "au_true": test["au_true"],
-       "au_pred": test["au"], "keys": list(test_data.key), "info": info},
-      get_image=test_data.image, title=f"UNBC fold {info['fold']}")
+       "au_pred": test["au"], "keys": [src.key(r) for r in records],
+       "info": info},
+      get_image=lambda i: src.image(int(records[i])),
+      title=f"UNBC fold {info['fold']}")
 
 
 def protocol_notes(opts: CVOptions, fold_source: str) -> list[str]:
@@ -219,17 +283,18 @@ def run(base: ml_collections.ConfigDict, opts: CVOptions,
         data: unbc.UnbcData | None = None) -> dict:
   """Run the cross-validation; returns per-fold rows and the aggregate."""
   os.makedirs(opts.out_dir, exist_ok=True)
-  data = unbc.load(opts.unbc_root) if data is None else data
-  fold_list, fold_source = folds_lib.for_data(data, opts.unbc_root)
+  size = opts.image_size or int(base.model.image_size)
+  frames = _Tfds(opts) if opts.tfds else _Folder(opts, size, data)
+  fold_list = frames.folds
   folds_lib.write_folds(fold_list, os.path.join(opts.out_dir,
                                                 unbc.FOLDS_FILE))
   chosen = [f for f in fold_list if opts.folds is None or f.index in opts.folds]
-  rows = [run_fold(f, data, base, opts) for f in chosen]
+  rows = [run_fold(f, frames, base, opts) for f in chosen]
   per_fold = [r["metrics"] for r in rows]
   agg = metrics.aggregate(per_fold)
-  notes = protocol_notes(opts, fold_source)
+  notes = protocol_notes(opts, frames.fold_source)
   result = {"options": dataclasses.asdict(opts), "notes": notes,
-            "data_stats": data.stats, "per_fold": per_fold,
+            "data_stats": frames.stats, "per_fold": per_fold,
             "folds": [r["info"] for r in rows], "aggregate": agg}
   report.write_json(result, os.path.join(opts.out_dir, "cv_results.json"))
   report.write_text(

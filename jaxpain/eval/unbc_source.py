@@ -25,6 +25,8 @@ folder directly, no TFDS preparation), and `TfdsSource` over a prepared
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from jaxpain.data import sources
@@ -45,13 +47,32 @@ def reference_mask(policy: str, pspi, sequence_start) -> np.ndarray:
   raise ValueError(f"reference policy {policy!r} not in {REFERENCE_POLICIES}")
 
 
+Policy = str | Mapping[str, Sequence[int]]
+
+
+def policy_references(policy: Policy, identity, pspi, starts) -> np.ndarray:
+  """Reference mask of one policy, or of {policy: subjects} per subject.
+
+  A mapping lets one source serve subjects under different rules (test
+  subjects label-free, training subjects by PSPI 0); references never cross
+  subjects, so the rules cannot leak into each other.
+  """
+  if isinstance(policy, str):
+    return reference_mask(policy, pspi, starts)
+  out = np.zeros(len(np.asarray(pspi)), bool)
+  for name, subjects in policy.items():
+    rows = np.isin(identity, list(subjects))
+    out[rows] = reference_mask(name, pspi, starts)[rows]
+  return out
+
+
 def fallback_counts(index: sources.SplitIndex) -> dict[str, object]:
   """Examples (and subjects) with no reference of their own subject."""
   has = set(np.unique(index.identity[index.reference]).tolist())
-  lacking = sorted(set(np.unique(index.identity).tolist()) - has)
-  frames = int(np.isin(index.identity[index.example], lacking).sum())
+  ids = index.identity[index.example]
+  lacking = sorted(set(np.unique(ids).tolist()) - has)
   return {"subjects_without_reference": lacking,
-          "frames_using_self_as_reference": frames}
+          "frames_using_self_as_reference": int(np.isin(ids, lacking).sum())}
 
 
 def _resize(img: np.ndarray, size: int | None) -> np.ndarray:
@@ -62,37 +83,42 @@ def _resize(img: np.ndarray, size: int | None) -> np.ndarray:
   return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
 
 
-class TableSource:
+class _Indexed:
+  """record_index() from labels: examples by subject, references by policy."""
+
+  identity: np.ndarray
+  _example: np.ndarray
+  _refs: np.ndarray
+
+  def _set_index(self, identity, pspi, starts, policy: Policy, subjects):
+    self.identity = np.asarray(identity, np.int64)
+    self._example = (np.ones(len(self.identity), bool) if subjects is None
+                     else np.isin(self.identity, list(subjects)))
+    self._refs = policy_references(policy, self.identity, pspi, starts)
+
+  def record_index(self) -> sources.SplitIndex:
+    n = len(self.identity)
+    return sources.SplitIndex(
+        identity=self.identity.copy(), view=np.zeros(n, np.int64),
+        example=self._example.copy(), reference=self._refs.copy())
+
+
+class TableSource(_Indexed):
   """Random-access records over a `UnbcData` (picklable for grain workers).
 
   Args:
     data: the frames of this split.
-    policy: reference policy (see module docstring).
+    policy: reference policy, or {policy: subjects} (module docstring).
     image_size: resize every image to this square side (batches need one
       shape; archive face crops differ in size). None keeps stored sizes.
+    subjects: only these subjects' frames are examples (default: all).
   """
 
-  def __init__(self, data: unbc.UnbcData, policy: str,
-               image_size: int | None = None):
+  def __init__(self, data: unbc.UnbcData, policy: Policy,
+               image_size: int | None = None, subjects=None):
     self.data, self.policy, self.image_size = data, policy, image_size
-    self._refs = reference_mask(policy, data.pspi, data.sequence_starts())
-
-  @classmethod
-  def mixed(cls, data: unbc.UnbcData, policies: dict[str, list[int]],
-            image_size: int | None = None) -> TableSource:
-    """One source whose subjects follow different reference policies.
-
-    `policies` maps a policy to its subjects (e.g. test subjects
-    "sequence_start", training subjects "pspi0"); references never cross
-    subjects, so one prediction pass serves both groups.
-    """
-    src = cls(data, "none", image_size)
-    starts = data.sequence_starts()
-    for policy, subjects in policies.items():
-      rows = np.isin(data.subject, list(subjects))
-      src._refs[rows] = reference_mask(policy, data.pspi, starts)[rows]
-    src.policy = "mixed"
-    return src
+    self._set_index(data.subject, data.pspi, data.sequence_starts(), policy,
+                    subjects)
 
   def __len__(self) -> int:
     return len(self.data)
@@ -106,36 +132,39 @@ class TableSource:
         "is_neutral": bool(d.pspi[i] == 0),
     }
 
-  def record_index(self) -> sources.SplitIndex:
-    n = len(self.data)
-    return sources.SplitIndex(
-        identity=self.data.subject.astype(np.int64),
-        view=np.zeros(n, np.int64), example=np.ones(n, bool),
-        reference=self._refs.copy())
+  def key(self, i: int) -> str:
+    return str(self.data.key[i])
+
+  def image(self, i: int) -> np.ndarray:
+    return self.data.image(int(i))
 
 
-class TfdsSource:
+class TfdsSource(_Indexed):
   """A prepared `unbc_mcmaster` split with UNBC reference rules.
 
-  Labels for the index are read once with image decoding skipped.
+  Labels for the index are read once, with image decoding skipped.
   """
 
-  def __init__(self, name: str, split: str, policy: str,
-               data_dir: str | None = None):
+  def __init__(self, name: str, split: str, policy: Policy,
+               data_dir: str | None = None, subjects=None):
     import tensorflow_datasets as tfds  # noqa: PLC0415
 
     import tfds_3dpain  # noqa: F401, PLC0415 (registers unbc_mcmaster)
 
+    self.name, self.split, self.policy = name, split, policy
     self._src = tfds.data_source(name, split=split, data_dir=data_dir)
     labels = tfds.data_source(
         name, split=split, data_dir=data_dir,
         decoders={"image": tfds.decode.SkipDecoding()})
-    rows = [labels[i] for i in range(len(labels))]
-    self._identity = np.array([r["identity"] for r in rows], np.int64)
-    pspi = np.array([r["pspi"] for r in rows], np.float32)
-    starts = np.array([r["is_sequence_start"] for r in rows], bool)
-    self.pspi = pspi
-    self._refs = reference_mask(policy, pspi, starts)
+    rows = []
+    for start in range(0, len(labels), 512):
+      rows += list(labels.__getitems__(
+          list(range(start, min(len(labels), start + 512)))))
+    self.pspi = np.array([r["pspi"] for r in rows], np.float32)
+    self._keys = [f"{r['subject_name'].decode()}/{r['sequence'].decode()}/"
+                  f"{int(r['frame']):06d}" for r in rows]
+    self._set_index([r["identity"] for r in rows], self.pspi,
+                    [r["is_sequence_start"] for r in rows], policy, subjects)
 
   def __len__(self) -> int:
     return len(self._src)
@@ -143,11 +172,11 @@ class TfdsSource:
   def __getitem__(self, i: int) -> dict:
     return self._src[int(i)]
 
-  def record_index(self) -> sources.SplitIndex:
-    n = len(self._identity)
-    return sources.SplitIndex(
-        identity=self._identity.copy(), view=np.zeros(n, np.int64),
-        example=np.ones(n, bool), reference=self._refs.copy())
+  def key(self, i: int) -> str:
+    return self._keys[int(i)]
+
+  def image(self, i: int) -> np.ndarray:
+    return np.asarray(self._src[int(i)]["image"])
 
 
 def parse_fold_split(split: str, k: int) -> list[int]:

@@ -110,6 +110,35 @@ def test_inner_validation_selects_on_training_subjects(archive_dir, tmp_path,
   assert any("uses test labels" in n for n in result["notes"])
 
 
+def test_cv_on_a_prepared_tfds_dataset(fab, archive_dir, tmp_path,
+                                       compile_cache):
+  import tensorflow_datasets as tfds
+
+  from jaxpain.eval import unbc_source
+  from tfds_3dpain.unbc_mcmaster import Builder
+
+  Builder(config="px32", data_dir=str(tmp_path / "tfds")).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=str(archive_dir)))
+  want = folds.make_folds(fab.subject, fab.pspi, 5, seed=0)
+  src = unbc_source.TfdsSource("unbc_mcmaster/px32", "fold1+fold2",
+                               "sequence_start", str(tmp_path / "tfds"),
+                               subjects=want[1].test_subjects)
+  idx = src.record_index()
+  assert idx.example.sum() == len(fab.of_subjects(want[1].test_subjects))
+  assert idx.reference.sum() == 2 * 4  # 4 subjects x 2 sequence starts
+  opts = crossval.CVOptions(unbc_root=None, tfds="unbc_mcmaster/px32",
+                            data_dir=str(tmp_path / "tfds"),
+                            out_dir=str(tmp_path / "cv"), init="scratch",
+                            folds=[2])
+  result = crossval.run(_tiny_config(), opts)
+  (info,) = result["folds"]
+  assert tuple(info["test_subjects"]) == want[2].test_subjects
+  assert result["per_fold"][0]["n"] == len(fab.of_subjects(
+      want[2].test_subjects))
+  assert (tmp_path / "cv" / "fold_2" / "report" / "worst.png").exists()
+
+
 class _ThreeDPainLike:
   """3DPain-shaped records (pain + neutral per identity), in memory."""
 
