@@ -38,6 +38,7 @@ class Checkpointer:
                async_save: bool = True, read_only: bool = False):
     self.directory = os.path.abspath(directory)
     self.best_metric = best_metric
+    self._read_only = read_only
 
     def metric(m):
       return float(m[best_metric])
@@ -51,7 +52,15 @@ class Checkpointer:
         preservation_policy=None if read_only else policy,
         best_fn=metric, best_mode=best_mode, create=not read_only,
         read_only=read_only, enable_async_checkpointing=async_save)
-    self._mgr = ocp.CheckpointManager(self.directory, options=options)
+    # Readers restore PARTS of the state (init_from, the teacher, predict),
+    # which needs the PyTree handler (same files as StandardSave) and its
+    # metadata; the writer keeps Orbax's default handler for StandardSave.
+    handlers = None
+    if read_only:
+      handlers = {"state": ocp.PyTreeCheckpointHandler(),
+                  "data": grain.checkpoint.CheckpointHandler()}
+    self._mgr = ocp.CheckpointManager(self.directory, options=options,
+                                      item_handlers=handlers)
 
   # ------------------------------------------------------------- queries --
   def all_steps(self) -> list[int]:
@@ -103,7 +112,12 @@ class Checkpointer:
     Raises:
       CheckpointError: with the step folder and what to do about it.
     """
-    items = {"state": ocp.args.StandardRestore(abstract_tree)}
+    if self._read_only:
+      items = {"state": ocp.args.PyTreeRestore(
+          abstract_tree,
+          ocp.checkpoint_utils.construct_restore_args(abstract_tree))}
+    else:
+      items = {"state": ocp.args.StandardRestore(abstract_tree)}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     try:

@@ -102,11 +102,13 @@ class PreemptionGuard:
 def _check_finite(step: int, m: Mapping[str, float], ckpt) -> None:
   if not math.isfinite(m["loss"]):
     ckpt.wait()
+    good = ckpt.latest_step()
+    where = (f"the last good checkpoint is step {good} in {ckpt.directory}"
+             if good is not None else "no checkpoint had been saved yet")
     raise NonFiniteLossError(
         f"loss is {m['loss']} at step {step} (grad_norm {m['grad_norm']}). "
-        f"Nothing non-finite was saved; the last good checkpoint is step "
-        f"{ckpt.latest_step()} in {ckpt.directory}. Lower config.optim.lr, "
-        "add warm-up, or check the data for bad labels.")
+        f"Nothing non-finite was saved; {where}. Lower config.optim.lr, add "
+        "warm-up, or check the data for bad (NaN) labels.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -121,8 +123,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       curves.png, config.json, results.json.
     sources: optional {split name: random-access source} used instead of
       opening config.data.name (e.g. UNBC folds).
-    hooks: callables `hook(step, batch=..., metrics=...)` run after every
-      train step (device values; a hook that reads them forces a sync).
+    hooks: callables `hook(step, batch=, metrics=, train_state=)` run after
+      every train step (device values; a hook that reads them forces a
+      sync).
       For instrumentation: logging batches, profiling, tests.
 
   Returns:
@@ -263,7 +266,7 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
         last = _account(pending, ckpt, history)
       pending = (step, metrics)
       for hook in hooks:
-        hook(step, batch=batch, metrics=metrics)
+        hook(step, batch=batch, metrics=metrics, train_state=setup.train)
       bar.update(1)
       stop = guard.should_stop(step, every=10)
       is_eval = config.eval_every and step % config.eval_every == 0
