@@ -159,6 +159,9 @@ def split_index(source: Any, name: str | None = None, split: str | None = None,
   """
   if hasattr(source, "record_index"):
     return source.record_index()
+  prepared = _prepared_index(source, split)
+  if prepared is not None:
+    return prepared
   reader = source
   if name is not None and name not in _REGISTRY:
     reader = _label_reader(name, split, data_dir) or source
@@ -171,6 +174,20 @@ def split_index(source: Any, name: str | None = None, split: str | None = None,
       for k in cols:
         cols[k].append(int(rec.get(k, 1 if k == "expression" else 0)))
   return SplitIndex.from_labels(**cols)
+
+
+def _prepared_index(source: Any, split: str | None) -> SplitIndex | None:
+  """The index `3dpain` builds keep next to dataset_info.json, if any."""
+  info = getattr(source, "dataset_info", None)
+  if info is None or split is None or not split.isidentifier():
+    return None
+  try:
+    import tfds_3dpain
+
+    idx = tfds_3dpain.neutral_index(info.data_dir, split)
+  except (ImportError, FileNotFoundError, KeyError, ValueError):
+    return None
+  return SplitIndex.from_labels(idx.identity, idx.expression, idx.view)
 
 
 def _label_reader(name, split, data_dir):

@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
       name="vitpain",  # registry key (jaxpain.train.model_lib)
       variant="L/16",  # 'mu/16' | 'Ti/16' | 'S/16' | 'B/16' | 'L/16'
       image_size=224,
+      patch_size=16,
       lora_rank=8, lora_alpha=16.0, lora_dropout=0.1,
       head_dropout=0.5,
       cross_attn_heads=8,
@@ -172,6 +173,7 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   runlocal            CPU smoke settings (apply_runlocal)
   variant=S/16        backbone size
   size=64             model image size
+  patch=8             patch size
   data=toy/30         dataset name (TFDS name or a registered source)
   data_dir=PATH       TFDS data folder
   steps=N             number of train steps
@@ -188,6 +190,7 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
     apply_runlocal(c)
   simple = {"variant": ("model", "variant", str),
             "size": ("model", "image_size", int),
+            "patch": ("model", "patch_size", int),
             "data": ("data", "name", str),
             "data_dir": ("data", "data_dir", str),
             "workers": ("data", "num_workers", int),

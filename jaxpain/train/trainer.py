@@ -221,9 +221,14 @@ def _train_spec(config) -> pipeline.InputSpec:
 
 
 def _maybe_split(config, split, sources):
+  """An evaluation split, or None (with a warning) when it has no examples."""
   if not split:
     return None
-  return eval_lib.open_split(config, split, sources)
+  data = eval_lib.open_split(config, split, sources)
+  if not data.index.example.any():
+    logging.warning("split %r has no examples: not evaluated", split)
+    return None
+  return data
 
 
 def _resume_or_init(config, setup, ckpt, batches, mesh) -> str:
@@ -327,7 +332,9 @@ def _final_eval(config, setup, ckpt, evaluate, sources, val_data, writer
     tree = ckpt.restore(best, ckpt_lib.abstract(
         state_lib.checkpoint_tree(setup)))
     state_lib.set_from_checkpoint(setup, tree)
-  test_data = eval_lib.open_split(config, config.data.test_split, sources)
+  test_data = _maybe_split(config, config.data.test_split, sources)
+  if test_data is None:
+    return out
   out["test"] = evaluate(test_data)
   out["test_step"] = best if best is not None else step
   writer.write(out["test_step"], "test", out["test"])
