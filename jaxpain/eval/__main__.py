@@ -91,6 +91,8 @@ def cv_parser() -> argparse.ArgumentParser:
                                                           "scratch"))
   p.add_argument("--pretrained", default=None,
                  help="3DPain run folder or PyTorch checkpoint file")
+  p.add_argument("--pretrained_checkpoint", default="best",
+                 help="checkpoint of a pretrained run: best | latest | step")
   p.add_argument("--selection", default="last", choices=("last",
                                                          "inner_val"))
   p.add_argument("--references", default="sequence_start",
@@ -119,6 +121,9 @@ def cv_main(argv) -> int:
   opts = crossval.CVOptions(
       unbc_root=a.unbc_root, out_dir=a.out, init=a.init,
       pretrained=a.pretrained, selection=a.selection,
+      pretrained_checkpoint=(int(a.pretrained_checkpoint)
+                             if a.pretrained_checkpoint.isdigit()
+                             else a.pretrained_checkpoint),
       test_references=a.references, num_references=a.shots,
       folds=None if a.folds is None else [int(x) for x in a.folds.split(",")],
       image_size=a.image_size, tfds=a.tfds, data_dir=a.data_dir)

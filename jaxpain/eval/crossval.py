@@ -52,6 +52,8 @@ class CVOptions:
     init: "pretrained" (needs `pretrained`) or "scratch".
     pretrained: a 3DPain run's workdir (init_from kind 'checkpoint') or a
       PyTorch checkpoint file (kind 'torch').
+    pretrained_checkpoint: which checkpoint of a pretrained run: 'best',
+      'latest' or a step.
     selection: "last" or "inner_val".
     test_references: "sequence_start" (label-free) or "pspi0" (released).
     train_references: reference rule for training and calibration frames.
@@ -69,6 +71,7 @@ class CVOptions:
   out_dir: str
   init: str = "pretrained"
   pretrained: str | None = None
+  pretrained_checkpoint: str | int = "best"
   selection: str = "last"
   test_references: str = "sequence_start"
   train_references: str = "pspi0"
@@ -117,6 +120,7 @@ def fold_config(base: ml_collections.ConfigDict, opts: CVOptions,
     is_run = os.path.isdir(opts.pretrained)
     c.init_from.kind = "checkpoint" if is_run else "torch"
     c.init_from.path = opts.pretrained
+    c.init_from.checkpoint = opts.pretrained_checkpoint
   if has_val:
     c.best_metric, c.best_mode = "val/pearson_r", "max"
   else:
@@ -223,7 +227,8 @@ def run_fold(fold: folds_lib.Fold, frames, base: ml_collections.ConfigDict,
           "test_subjects": list(fold.test_subjects), "checkpoint": ckpt,
           "step": int(pred["step"]),
           "references": unbc_source.fallback_counts(test_refs),
-          "train_status": train_result.get("status")}
+          "train_status": train_result.get("status"),
+          "init": train_result.get("origin")}
   _fold_report(fdir, row, test, src, info)
   out = {"metrics": row, "info": info,
          "pspi_true": test["pspi_true"].tolist(),
@@ -289,7 +294,10 @@ def run(base: ml_collections.ConfigDict, opts: CVOptions,
   folds_lib.write_folds(fold_list, os.path.join(opts.out_dir,
                                                 unbc.FOLDS_FILE))
   chosen = [f for f in fold_list if opts.folds is None or f.index in opts.folds]
-  rows = [run_fold(f, frames, base, opts) for f in chosen]
+  from tqdm.auto import tqdm  # noqa: PLC0415
+
+  rows = [run_fold(f, frames, base, opts)
+          for f in tqdm(chosen, desc="UNBC folds", unit="fold")]
   per_fold = [r["metrics"] for r in rows]
   agg = metrics.aggregate(per_fold)
   notes = protocol_notes(opts, frames.fold_source)

@@ -38,6 +38,7 @@ class PredictSpec:
     batch_size: global batch; rounded up to a multiple of the devices.
     seed: seeds the reference draws.
     num_workers: grain worker processes (0: main process).
+    progress: show a progress bar.
   """
 
   image_size: int = 224
@@ -45,6 +46,7 @@ class PredictSpec:
   batch_size: int = 64
   seed: int = 0
   num_workers: int = 0
+  progress: bool = True
 
 
 def _forward(graphdef, size: int, shots: int):
@@ -100,7 +102,10 @@ def predict(model: nnx.Module, source, index: sources.SplitIndex,
                                            "au_true", "identity", "record",
                                            "mask")}
   labels = ("pspi", "au", "identity", "record", "mask")
-  for host in ds:
+  from tqdm.auto import tqdm  # noqa: PLC0415
+
+  for host in tqdm(ds, total=-(-n // batch), desc="predict", unit="batch",
+                   disable=not spec.progress):
     g = shd.to_global(host, sharding, batch)
     pspi, au = fwd(state, g["image"], g.get("neutral"))
     # Labels travel through the same global arrays, so every process ends

@@ -94,6 +94,17 @@ def test_cv_runs_all_folds_and_writes_the_table(fab, archive_dir, tmp_path,
   for key in ("mae", "pearson", "auroc_1"):
     assert got[key] == pytest.approx(want[key], abs=1e-5), key
   assert got["calibrated_1"] == 1.0 and "f1_macro" in got
+  # Fine-tuning from a pretrained run (here: the fold-0 model) starts from
+  # its parameters.
+  pre = crossval.CVOptions(unbc_root=str(archive_dir),
+                           out_dir=str(tmp_path / "cv_pre"),
+                           init="pretrained",
+                           pretrained=str(out / "fold_0" / "train"),
+                           pretrained_checkpoint="latest", folds=[3])
+  (info,) = crossval.run(_tiny_config(), pre)["folds"]
+  assert info["init"].startswith("init_from checkpoint")
+  assert "init: pretrained from" in (tmp_path / "cv_pre" /
+                                     "cv_table.md").read_text()
 
 
 def test_inner_validation_selects_on_training_subjects(archive_dir, tmp_path,
