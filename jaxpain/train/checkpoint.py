@@ -76,8 +76,8 @@ class Checkpointer:
     """'latest' | 'best' | a step number -> an existing step or None."""
     if which == "latest":
       return self.latest_step()
-    if which == "best":
-      return self.best_step()
+    if which == "best":  # falls back to latest when no step has metrics
+      return self.best_step() or self.latest_step()
     step = int(which)
     return step if step in self.all_steps() else None
 

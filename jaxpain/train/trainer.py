@@ -198,7 +198,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # ----------------------------------------------- final evaluation --
     if result["status"] == "done":
       result.update(_final_eval(config, setup, ckpt, evaluate, sources,
-                                val_data, writer))
+                                writer))
   ckpt.close()
   writer.plot()
   writer.close()
@@ -261,6 +261,7 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
   pending = None  # (step, device metrics): checked one step late
   history: dict[str, list[float]] = {}
   last: dict[str, float] = {}
+  last_val = None
   status = "done"
   with PreemptionGuard() as guard:
     for step in range(start + 1, total + 1):
@@ -274,7 +275,8 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
         hook(step, batch=batch, metrics=metrics, train_state=setup.train)
       bar.update(1)
       stop = guard.should_stop(step, every=10)
-      is_eval = config.eval_every and step % config.eval_every == 0
+      is_eval = step == total or (
+          config.eval_every and step % config.eval_every == 0)
       is_ckpt = step % config.checkpoint_every == 0 or step == total or stop
       if step % config.log_every == 0 or is_eval or is_ckpt:
         last = _account(pending, ckpt, history)
@@ -283,7 +285,7 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
         bar.set_postfix(loss=f"{last['loss']:.4f}")
       val = None
       if is_eval and val_data is not None:
-        val = evaluate(val_data)
+        val = last_val = evaluate(val_data)
         writer.write(step, "val", val)
       if is_ckpt or is_eval:
         ckpt.save(step, state_lib.checkpoint_tree(setup),
@@ -299,7 +301,7 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
   ckpt.wait()
   writer.plot()
   return {"status": status, "step": int(jax.device_get(setup.train["step"])),
-          "train": last}
+          "train": last, "val": last_val}
 
 
 def _account(pending, ckpt, history) -> dict[str, float]:
@@ -317,14 +319,10 @@ def _mean_and_reset(history: dict[str, list[float]]) -> dict[str, float]:
   return out
 
 
-def _final_eval(config, setup, ckpt, evaluate, sources, val_data, writer
-                ) -> dict:
-  """Val metrics of the final model; test metrics of the best checkpoint."""
+def _final_eval(config, setup, ckpt, evaluate, sources, writer) -> dict:
+  """Test metrics of the best checkpoint (val was evaluated at the end)."""
   out: dict[str, Any] = {"best_step": ckpt.best_step()}
   step = int(jax.device_get(setup.train["step"]))
-  if val_data is not None:
-    out["val"] = evaluate(val_data)
-    writer.write(step, "val_final", out["val"])
   if not config.data.test_split:
     return out
   best = out["best_step"]
