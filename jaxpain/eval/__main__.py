@@ -128,8 +128,8 @@ def cv_main(argv) -> int:
       folds=None if a.folds is None else [int(x) for x in a.folds.split(",")],
       image_size=a.image_size, tfds=a.tfds, data_dir=a.data_dir)
   result = crossval.run(load_config(a.config), opts)
-  print(json.dumps({k: (v["mean"], v["ci95"]) for k, v in
-                    result["aggregate"].items()}, default=str, indent=1))
+  for k, v in result["aggregate"].items():
+    print(f"{k:>16}: {v['mean']:.4f} ± {v['ci95']:.4f}  (k={v['k']})")
   print(f"table: {os.path.join(a.out, 'cv_table.md')}")
   return 0
 
