@@ -121,9 +121,12 @@ def build_dataset(args, data_dir: str, report_dir: str) -> str:
 def _contact_sheet(synth_cfg, path: str, count: int = 6) -> None:
   from synth import contact_sheet, pipeline
 
-  recs = [r for i in range(min(count, synth_cfg.num_identities))
-          for r in pipeline.generate_identity(synth_cfg, i)]
-  contact_sheet.write_contact_sheet(recs, path)
+  rows = [pipeline.generate_identity(synth_cfg, i)
+          for i in range(min(count, synth_cfg.num_identities))]
+  sheet = contact_sheet.make_contact_sheet(rows, 128)
+  tmp = path + ".tmp.png"
+  sheet.save(tmp)
+  os.replace(tmp, path)
 
 
 # --- 2-3. training ----------------------------------------------------------

@@ -121,6 +121,16 @@ BUILDER_CONFIGS = [
         texture_size=64,
         description="3 identities at 48x48, for tests and demos (99 images)",
     ),
+    make_config(
+        "demo",
+        num_identities=36,
+        resolution=64,
+        texture_size=256,
+        description=(
+            "36 identities (2 per demographic cell) at 64x64, the main "
+            "job's dataset (1,188 images)"
+        ),
+    ),
     ThreeDPainConfig(
         name="official",
         official=True,
