@@ -22,6 +22,7 @@ batch.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -224,16 +225,65 @@ def eval_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
 class GlobalBatches(Iterator):
   """Wraps a grain iterator; yields global sharded `jax.Array` batches.
 
-  `grain_iterator` is what Orbax checkpoints (its state is the position in
-  the stream); this wrapper holds nothing else that could drift.
+  With `prefetch=k`, the next k batches are already being transferred to
+  the devices (jax transfers are asynchronous) while the current step runs.
+  `checkpointable()` is what to save: its state is the position of the next
+  batch the TRAINER will see, not of the prefetched ones, so a resumed run
+  continues with exactly that batch.
   """
 
   def __init__(self, dataset: grain.IterDataset, batch_sharding,
-               global_batch: int):
+               global_batch: int, prefetch: int = 0):
     self.grain_iterator = iter(dataset)
     self._sharding = batch_sharding
     self._global_batch = global_batch
+    self._prefetch = prefetch
+    self._queue: list[tuple[Any, dict]] = []
+
+  def _fetch(self) -> None:
+    state = self.grain_iterator.get_state() if self._prefetch else None
+    host = next(self.grain_iterator)
+    self._queue.append(
+        (state, shd.to_global(host, self._sharding, self._global_batch)))
 
   def __next__(self) -> dict[str, jax.Array]:
-    host = next(self.grain_iterator)
-    return shd.to_global(host, self._sharding, self._global_batch)
+    if not self._queue:
+      self._fetch()
+    _, batch = self._queue.pop(0)
+    for _ in range(self._prefetch - len(self._queue)):
+      try:
+        self._fetch()
+      except StopIteration:
+        break
+    return batch
+
+  def checkpointable(self):
+    """An object with grain's get_state/set_state for Orbax."""
+    return _Position(self)
+
+
+class _Position:
+  """The stream position of the next unconsumed batch (see GlobalBatches).
+
+  grain's Orbax handler treats objects that are not grain iterators as
+  legacy iterators: state as JSON bytes, and `start_prefetch` on restore.
+  """
+
+  def __init__(self, batches: GlobalBatches):
+    self._b = batches
+
+  def get_state(self) -> bytes:
+    if self._b._queue:
+      state = self._b._queue[0][0]
+    else:
+      state = self._b.grain_iterator.get_state()
+    return json.dumps(state, indent=2).encode()
+
+  def set_state(self, state: bytes) -> None:
+    self._b._queue.clear()
+    self._b.grain_iterator.set_state(json.loads(state))
+
+  def start_prefetch(self) -> None:
+    start = getattr(self._b.grain_iterator, "start_prefetch", None)
+    if start is not None:
+      start()

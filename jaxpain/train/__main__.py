@@ -24,9 +24,19 @@ _PID = flags.DEFINE_integer("process_id", None, "this process's index")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietLibraries(logging.Filter):
+  """Drops INFO chatter of Orbax/grain (dozens of lines per save)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    noisy = "/orbax/" in record.pathname or "/grain/" in record.pathname
+    return record.levelno >= logging.WARNING or not noisy
+
+
 def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
+  for handler in logging.getLogger().handlers:
+    handler.addFilter(_QuietLibraries())
   config = _CONFIG.value
   if _COORD.value:
     config.distributed.coordinator_address = _COORD.value

@@ -69,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
       eval_num_references=1,  # N > 1: multi-shot evaluation
       num_workers=2,  # grain worker processes (0: main process)
       worker_buffer=2,
+      device_prefetch=2,  # batches transferred ahead of the step
   ))
   c.augment = ml_collections.ConfigDict(dict(
       enabled=True,

@@ -160,7 +160,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_ds = pipeline.train_dataset(
       train_data.source, train_data.index, spec, config.batch_size, batch_sh,
       config.data.num_workers, config.data.worker_buffer)
-  batches = pipeline.GlobalBatches(train_ds, batch_sh, config.batch_size)
+  batches = pipeline.GlobalBatches(train_ds, batch_sh, config.batch_size,
+                                   prefetch=config.data.device_prefetch)
 
   # --------------------------------------- model, optimizer, teacher ---
   setup = state_lib.create(config, mesh, total)
@@ -236,7 +237,7 @@ def _resume_or_init(config, setup, ckpt, batches, mesh) -> str:
   step = ckpt.latest_step()
   if step is not None:
     tree = ckpt.restore(step, ckpt_lib.abstract(
-        state_lib.checkpoint_tree(setup)), batches.grain_iterator)
+        state_lib.checkpoint_tree(setup)), batches.checkpointable())
     state_lib.set_from_checkpoint(setup, tree)
     return f"resumed from step {step}"
   kind = config.init_from.kind
@@ -266,6 +267,8 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
   with PreemptionGuard() as guard:
     for step in range(start + 1, total + 1):
       batch = next(batches)
+      if step == start + 1:  # compile once, ahead of time, and report it
+        train_step = _compile(train_step, setup, tgroups, batch)
       setup.train, metrics = train_step(setup.train, setup.consts, tgroups,
                                         batch)
       if pending is not None:  # host sync on the previous step only
@@ -289,7 +292,7 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
         writer.write(step, "val", val)
       if is_ckpt or is_eval:
         ckpt.save(step, state_lib.checkpoint_tree(setup),
-                  batches.grain_iterator,
+                  batches.checkpointable(),
                   metrics={f"val/{k}": v for k, v in val.items()}
                   if val else None, force=True)
       if stop:
@@ -302,6 +305,24 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
   writer.plot()
   return {"status": status, "step": int(jax.device_get(setup.train["step"])),
           "train": last, "val": last_val}
+
+
+def _compile(train_step, setup, tgroups, batch):
+  """AOT-compiles the step and logs its memory use and FLOPs."""
+  compiled = train_step.lower(setup.train, setup.consts, tgroups,
+                              batch).compile()
+  try:
+    mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    logging.info(
+        "train step compiled: %.1f GFLOP/step; per device: arguments %.1f MiB,"
+        " temporaries %.1f MiB", (cost or {}).get("flops", 0.0) / 1e9,
+        getattr(mem, "argument_size_in_bytes", 0) / 2**20,
+        getattr(mem, "temp_size_in_bytes", 0) / 2**20)
+  except Exception:  # analyses are best-effort and backend dependent
+    logging.info("train step compiled (no memory analysis on this backend)")
+  return compiled
 
 
 def _account(pending, ckpt, history) -> dict[str, float]:

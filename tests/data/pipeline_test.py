@@ -165,3 +165,18 @@ def test_toy_labels_are_consistent():
     assert index.example[i] == (r["expression"] > 0)
   test_ids = set(toy.split_identities(10, "test"))
   assert not test_ids & set(toy.split_identities(10, "train"))
+
+
+def test_prefetching_batches_checkpoint_the_next_unseen_batch(train,
+                                                              sharding):
+  src, index = train
+  ds = pipeline.train_dataset(src, index, pipeline.InputSpec(
+      fields=("image",)), 8, sharding)
+  ahead = pipeline.GlobalBatches(ds, sharding, 8, prefetch=2)
+  for _ in range(3):
+    next(ahead)
+  saved = ahead.checkpointable().get_state()  # 2 more batches are in flight
+  want = np.asarray(next(ahead)["record"])
+  fresh = pipeline.GlobalBatches(ds, sharding, 8, prefetch=2)
+  fresh.checkpointable().set_state(saved)
+  np.testing.assert_array_equal(np.asarray(next(fresh)["record"]), want)
