@@ -186,8 +186,8 @@ def evaluate(run_dir: str, data_name: str, data_dir: str, out_dir: str):
 
 def write_report(report_dir: str, results: dict, args, seconds: float):
   """Comparison table (Markdown + JSON) and combined loss curves."""
-  keys = ("mae", "pearson_r", "auroc_1", "auroc_2", "auroc_3", "f1_macro",
-          "au_mae_mean")
+  keys = ("mae", "pearson", "auroc_1", "auroc_2", "auroc_3", "f1_macro",
+          "mae_au_mean")
   lines = ["# jaxpain main job", "",
            f"Dataset 3dpain/{args.dataset}, model input {args.image_size}px, "
            f"ViTPain {args.variant} (patch {args.patch_size}), "
@@ -197,7 +197,8 @@ def write_report(report_dir: str, results: dict, args, seconds: float):
            "| run | " + " | ".join(keys) + " |",
            "|---|" + "---|" * len(keys)]
   for name, m in results.items():
-    cells = [f"{m[k]:.3f}" if k in m else "n/a" for k in keys]
+    cells = [f"{m[k]:.3f}" if m.get(k) == m.get(k) and k in m else "n/a"
+             for k in keys]  # NaN (e.g. a single-class AUROC) -> n/a
     lines.append(f"| {name} ({STUDENTS[name][2]}) | " + " | ".join(cells)
                  + " |")
   lines += ["", "Per-run folders hold the scatter plot, ROC curves, per-AU "
