@@ -1,6 +1,7 @@
 """The released ViTPain recipe: RGB + neutral reference, no teacher.
 
-  python -m jaxpain.train --config configs/baseline.py --workdir runs/baseline
+  python -m jaxpain.train --config configs/baseline.py:timm=dinov3_vitl16.safetensors \
+      --workdir runs/baseline       # released start: pretrained DINOv3 base
   python -m jaxpain.train --config configs/baseline.py:runlocal,data=toy \
       --workdir /tmp/baseline
   ...:runlocal,data=toy,neutral=0   # the same without the neutral reference

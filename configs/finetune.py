@@ -4,6 +4,7 @@
       --config configs/finetune.py:init=runs/student,data=<dataset> \
       --workdir runs/finetune
   python -m jaxpain.train --config configs/finetune.py:torch=vitpain.ckpt,...
+  python -m jaxpain.train --config configs/finetune.py:timm=dinov3.safetensors,...
   python -m jaxpain.train \
       --config configs/finetune.py:runlocal,data=toy,init=/tmp/baseline \
       --workdir /tmp/finetune
@@ -18,9 +19,6 @@ from jaxpain.train import config as config_lib
 
 
 def get_config(arg=None):
-  args = config_lib.parse_arg(arg)
-  init = args.pop("init", None)
-  torch_path = args.pop("torch", None)
   c = config_lib.base_config()
   c.mode = "student"
   c.batch_size = 100
@@ -32,9 +30,5 @@ def get_config(arg=None):
                         scale=(1.0, 1.0), blur_kernel=1))
   c.best_metric = "val/pearson_r"
   c.best_mode = "max"
-  if init:
-    c.init_from.update(dict(kind="checkpoint", path=init))
-  elif torch_path:
-    c.init_from.update(dict(kind="torch", path=torch_path))
-  config_lib.apply_args(c, args)
+  config_lib.apply_args(c, config_lib.parse_arg(arg))
   return c

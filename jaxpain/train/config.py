@@ -121,7 +121,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Initialisation when the workdir has no checkpoint (resume always wins).
   c.init_from = ml_collections.ConfigDict(dict(
-      kind="none",  # 'none' | 'checkpoint' (a run's workdir) | 'torch'
+      # 'none' | 'checkpoint' (a run's workdir) | 'timm' (DINOv3 backbone
+      # file: the released pretraining start) | 'vitpain' (released ViTPain
+      # .ckpt / state dict)
+      kind="none",
       path=None,
       checkpoint="best",  # for kind='checkpoint'
   ))
@@ -185,6 +188,9 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   neutral=0|1         neutral reference on/off
   lr=1e-3             base learning rate
   train_base=0|1      also train the backbone base weights
+  init=DIR            init_from another run's checkpoint (parameters)
+  timm=FILE           init_from timm DINOv3 weights (the frozen base)
+  torch=FILE          init_from a released ViTPain checkpoint
   seed=N
   """
   if args.get("runlocal"):
@@ -210,10 +216,14 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
     c.model.use_neutral = str(args["neutral"]) not in ("0", "false", "False")
   if "seed" in args:
     c.seed = int(args["seed"])
+  for key, kind in (("init", "checkpoint"), ("timm", "timm"),
+                    ("torch", "vitpain")):
+    if key in args:
+      c.init_from.update(dict(kind=kind, path=str(args[key])))
   if "train_base" in args:
     c.model.train_base = str(args["train_base"]) not in ("0", "false")
   known = set(simple) | {"runlocal", "steps", "batch", "mesh", "neutral",
-                         "seed", "train_base"}
+                         "seed", "train_base", "init", "timm", "torch"}
   unknown = set(args) - known
   if unknown:
     raise ValueError(f"unknown config args {sorted(unknown)}; known: "
@@ -239,9 +249,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.distill.feature_loss not in ("cosine", "mse"):
     raise ConfigError(f"distill.feature_loss {c.distill.feature_loss!r} not "
                       "in ('cosine', 'mse')")
-  if c.init_from.kind not in ("none", "checkpoint", "torch"):
-    raise ConfigError(f"init_from.kind {c.init_from.kind!r} not in "
-                      "('none', 'checkpoint', 'torch')")
+  kinds = ("none", "checkpoint", "timm", "vitpain")
+  if c.init_from.kind not in kinds:
+    raise ConfigError(f"init_from.kind {c.init_from.kind!r} not in {kinds}")
   if c.init_from.kind != "none" and not c.init_from.path:
     raise ConfigError("init_from.path is required for "
                       f"init_from.kind={c.init_from.kind!r}")

@@ -176,24 +176,57 @@ def _unflatten_paths(leaves: Mapping[tuple, Any]) -> dict:
 
 
 def load_torch_weights(setup: TrainSetup, config, mesh) -> dict:
-  """init_from kind='torch': imported PyTorch weights (jaxpain.convert).
+  """init_from kind='timm' | 'vitpain': PyTorch weights via jaxpain.convert.
 
-  The converter fills a host-side model; its parameters are then placed
-  with this run's shardings.
+  'timm' loads DINOv3 backbone weights into the frozen base(s) (the released
+  pretraining start); 'vitpain' loads a released ViTPain checkpoint (LoRA,
+  heads, base). The converter fills an ABSTRACT model, so no random
+  initialisation runs on the host; exactly the parameters it set replace
+  this run's (placed with this run's shardings), the rest keep their init.
   """
-  from jaxpain import convert  # imports torch lazily
+  from jaxpain import convert  # no torch needed
 
-  model = model_lib.build(config.model.to_dict(), config.seed)
-  report = convert.load_into(model, config.init_from.path)
-  _, groups = model_lib.split(model, config.model.name,
-                              config.model.get("train_base", False))
-  pure = {g: model_lib.pure(s) for g, s in groups.items()}
-  params = {g: pure[g] for g in model_lib.TRAINABLE}
-  setup.train = dict(setup.train, params=jax.device_put(
-      params, setup.train_shardings["params"]))
-  setup.consts = dict(setup.consts, frozen=jax.device_put(
-      pure["frozen"], setup.const_shardings["frozen"]))
-  return dict(report) if isinstance(report, Mapping) else {"loaded": report}
+  cfg = config.model.to_dict()
+  model = nnx.eval_shape(lambda: model_lib.build(cfg, config.seed))
+  kind = config.init_from.kind
+  if kind == "timm":
+    convert.load_timm_backbone(model, config.init_from.path)
+  else:
+    convert.load_vitpain(model, config.init_from.path)
+  _, groups = model_lib.split(model, cfg["name"], cfg.get("train_base"))
+  targets = {"lora": ("train", "params", "lora"),
+             "head": ("train", "params", "head"),
+             "frozen": ("consts", "frozen")}
+  loaded = 0
+  for group, where in targets.items():
+    ours = _get(setup, where)
+    new = model_lib.pure(groups[group])
+    merged = jax.tree.map(
+        lambda mine, theirs: mine if isinstance(theirs, jax.ShapeDtypeStruct)
+        else jax.device_put(theirs.astype(mine.dtype), mine.sharding),
+        ours, new)
+    loaded += sum(not isinstance(x, jax.ShapeDtypeStruct)
+                  for x in jax.tree.leaves(new))
+    _set(setup, where, merged)
+  if not loaded:
+    raise ckpt_lib.CheckpointError(
+        f"{config.init_from.path} set no parameter of this model")
+  return {"loaded": loaded}
+
+
+def _get(setup, where):
+  node = setup.train if where[0] == "train" else setup.consts
+  for k in where[1:]:
+    node = node[k]
+  return node
+
+
+def _set(setup, where, value):
+  if where[0] == "train":
+    params = dict(setup.train["params"], **{where[2]: value})
+    setup.train = dict(setup.train, params=params)
+  else:
+    setup.consts = dict(setup.consts, **{where[1]: value})
 
 
 # ------------------------------------------------------------- teacher -----

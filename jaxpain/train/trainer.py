@@ -245,9 +245,9 @@ def _resume_or_init(config, setup, ckpt, batches, mesh) -> str:
     info = state_lib.load_params_from_run(
         setup, config.init_from.path, config.init_from.checkpoint)
     return f"init_from checkpoint {config.init_from.path} {info}"
-  if kind == "torch":
+  if kind in ("timm", "vitpain"):
     info = state_lib.load_torch_weights(setup, config, mesh)
-    return f"init_from torch {config.init_from.path} {info}"
+    return f"init_from {kind} {config.init_from.path} {info}"
   return "scratch"
 
 
