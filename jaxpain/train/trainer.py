@@ -135,15 +135,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   config = ml_collections.ConfigDict(config.to_dict())
   config_lib.validate(config)
-  # ---------------------------------------------- distributed, workdir ----
+  # ------------------------------------------------------ distributed -----
   maybe_initialize_distributed(config)
-  workdir = os.path.abspath(workdir)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  writer = metrics_writer.MetricsWriter(workdir)
 
   # ------------------------------------------------------------- mesh -----
+  # Everything that can be wrong with the config or the data is checked
+  # before anything is written to the work folder.
   mesh = shd.create_mesh(config.mesh.shape, config.mesh.axes)
   shd.check_batch(config.batch_size, mesh, config.batch_axes)
   shd.check_batch(config.eval_batch_size, mesh, config.batch_axes)
@@ -156,13 +153,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   n_train = len(train_data.index.example_records())
   total = config.num_train_steps or max(
       1, int(math.ceil(config.num_epochs * n_train / config.batch_size)))
-  spec = _train_spec(config)
   train_ds = pipeline.train_dataset(
-      train_data.source, train_data.index, spec, config.batch_size, batch_sh,
-      config.data.num_workers, config.data.worker_buffer)
+      train_data.source, train_data.index, _train_spec(config),
+      config.batch_size, batch_sh, config.data.num_workers,
+      config.data.worker_buffer)
   batches = pipeline.GlobalBatches(train_ds, batch_sh, config.batch_size,
                                    prefetch=config.data.device_prefetch)
+  val_data = _maybe_split(config, config.data.val_split, sources)
 
+  # ---------------------------------------------------------- workdir -----
+  workdir = os.path.abspath(workdir)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  writer = metrics_writer.MetricsWriter(workdir)
+  try:
+    result = _train(config, workdir, mesh, batches, val_data, total, writer,
+                    sources, hooks)
+  finally:
+    writer.close()
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, "results.json"), result)
+  return result
+
+
+def _train(config, workdir, mesh, batches, val_data, total, writer, sources,
+           hooks) -> dict[str, Any]:
+  """Model, checkpoints, steps, loop and final evaluation."""
   # --------------------------------------- model, optimizer, teacher ---
   setup = state_lib.create(config, mesh, total)
   logging.info("parameters: %s", shd.replication_report(
@@ -177,35 +194,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
       keep_best=config.keep_best, best_metric=config.best_metric,
       best_mode=config.best_mode, async_save=config.async_checkpoints)
-  origin = _resume_or_init(config, setup, ckpt, batches, mesh)
-  start = int(jax.device_get(setup.train["step"]))
-  logging.info("starting at step %d of %d (%s)", start, total, origin)
+  try:
+    origin = _resume_or_init(config, setup, ckpt, batches, mesh)
+    start = int(jax.device_get(setup.train["step"]))
+    logging.info("starting at step %d of %d (%s)", start, total, origin)
 
-  # ---------------------------------------------------- compiled steps ---
-  with shd.mesh_context(mesh, setup.parts.rules):
-    train_step = steps_lib.make_train_step(config, setup, mesh, teacher)
-    eval_step = steps_lib.make_eval_step(config, setup, mesh)
-    val_data = _maybe_split(config, config.data.val_split, sources)
+    # ---------------------------------------------------- compiled steps ---
+    with shd.mesh_context(mesh, setup.parts.rules):
+      train_step = steps_lib.make_train_step(config, setup, mesh, teacher)
+      eval_step = steps_lib.make_eval_step(config, setup, mesh)
 
-    def evaluate(data):
-      pred = eval_lib.run(eval_step, setup.train["params"], setup.consts,
-                          data, config, mesh)
-      return eval_lib.metrics(pred)
+      def evaluate(data):
+        pred = eval_lib.run(eval_step, setup.train["params"], setup.consts,
+                            data, config, mesh)
+        return eval_lib.metrics(pred)
 
-    # ----------------------------------------------------- train loop --
-    result = _loop(config, setup, train_step, batches, ckpt, writer,
-                   evaluate, val_data, teacher, start, total, hooks)
+      # ------------------------------------------------------ train loop --
+      result = _loop(config, setup, train_step, batches, ckpt, writer,
+                     evaluate, val_data, teacher, start, total, hooks)
 
-    # ----------------------------------------------- final evaluation --
-    if result["status"] == "done":
-      result.update(_final_eval(config, setup, ckpt, evaluate, sources,
-                                writer))
-  ckpt.close()
+      # ------------------------------------------------ final evaluation --
+      if result["status"] == "done":
+        result.update(_final_eval(config, setup, ckpt, evaluate, sources,
+                                  writer))
+  finally:
+    ckpt.close()
   writer.plot()
-  writer.close()
   result.update(workdir=workdir, origin=origin, total_steps=total)
-  if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, "results.json"), result)
   return result
 
 

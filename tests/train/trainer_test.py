@@ -171,5 +171,5 @@ def test_bad_input_is_named_before_anything_is_written(change, error, match,
   if "data" in change:
     config.data.name = change["data"]
   with pytest.raises(error, match=match):
-    train_and_evaluate(config, str(tmp_path))
-  assert not os.path.exists(tmp_path / "checkpoints")
+    train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")  # nothing written
