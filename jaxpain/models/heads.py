@@ -29,6 +29,7 @@ class CrossAttention(nnx.Module):
 
   def __init__(
     self, width: int, heads: int, *, dtype, param_dtype, rngs, impl=None,
+    init_scheme: str = 'released',
   ):
     if width % heads:
       raise ValueError(f'width {width} not divisible by {heads} heads')
@@ -43,7 +44,7 @@ class CrossAttention(nnx.Module):
     self.in_bias = mk(
       layers.constant(0.0), (3, heads, dh), ('qkv', 'heads', 'kv'))
     self.out_kernel = mk(
-      layers.torch_linear_init(width), (heads, dh, width),
+      layers.head_kernel_init(width, init_scheme), (heads, dh, width),
       ('heads', 'kv', 'embed'))
     self.out_bias = mk(layers.constant(0.0), (width,), ('embed',))
     self.norm = layers.LayerNorm(width, param_dtype=param_dtype, rngs=rngs)
@@ -65,12 +66,14 @@ class PSPIHead(nnx.Module):
   """LN -> drop p -> D-512 GELU -> drop p -> 256 GELU -> drop .6p -> 128
   GELU -> drop .6p -> 1 (a logit; the sigmoid is applied by the caller)."""
 
-  def __init__(self, width: int, rate: float, *, param_dtype, rngs):
+  def __init__(self, width: int, rate: float, *, param_dtype, rngs,
+               init_scheme: str = 'released'):
     self.norm = layers.LayerNorm(width, param_dtype=param_dtype, rngs=rngs)
     dims = (width, 512, 256, 128, 1)
     names = [('embed', 'mlp')] + [(None, None)] * 3
     self.linears = nnx.List([
-      layers.Linear(a, b, names=n, param_dtype=param_dtype, rngs=rngs)
+      layers.Linear(a, b, names=n, init_scheme=init_scheme,
+                    param_dtype=param_dtype, rngs=rngs)
       for a, b, n in zip(dims[:-1], dims[1:], names, strict=True)
     ])
     self.rates = (rate, rate, 0.6 * rate, 0.6 * rate)
@@ -87,18 +90,19 @@ class PSPIHead(nnx.Module):
 class BinaryHeads(nnx.Module):
   """Three LN -> drop p -> Linear(D, 1) heads (PSPI >= 1, 2, 3), stacked."""
 
-  def __init__(self, width: int, rate: float, *, param_dtype, rngs):
+  def __init__(self, width: int, rate: float, *, param_dtype, rngs,
+               init_scheme: str = 'released'):
     n = len(PSPI_THRESHOLDS)
     self.rate = rate
     self.norm = layers.LayerNorm(
       width, lead=(n,), lead_names=(None,), param_dtype=param_dtype,
       rngs=rngs)
-    init = layers.torch_linear_init(width)
     self.kernel = layers.make_param(
-      nnx.Param, init, rngs.params(), (n, width), (None, 'embed'),
-      param_dtype)
+      nnx.Param, layers.head_kernel_init(width, init_scheme), rngs.params(),
+      (n, width), (None, 'embed'), param_dtype)
     self.bias = layers.make_param(
-      nnx.Param, init, rngs.params(), (n,), (None,), param_dtype)
+      nnx.Param, layers.head_bias_init(width, init_scheme), rngs.params(),
+      (n,), (None,), param_dtype)
 
   def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
     n = len(PSPI_THRESHOLDS)
@@ -119,7 +123,7 @@ class AUHead(nnx.Module):
 
   def __init__(
     self, width: int, rate: float, *, frozen_queries: bool, param_dtype,
-    rngs,
+    rngs, init_scheme: str = 'released',
   ):
     qtype = layers.FrozenParam if frozen_queries else nnx.Param
     self.queries = layers.make_param(
@@ -127,9 +131,11 @@ class AUHead(nnx.Module):
       (len(AU_NAMES), width), ('au', 'embed'), param_dtype)
     self.norm = layers.LayerNorm(width, param_dtype=param_dtype, rngs=rngs)
     self.fc = layers.Linear(
-      width, 512, names=('embed', 'mlp'), param_dtype=param_dtype, rngs=rngs)
+      width, 512, names=('embed', 'mlp'), init_scheme=init_scheme,
+      param_dtype=param_dtype, rngs=rngs)
     self.out = layers.Linear(
-      512, 1, names=('mlp', None), param_dtype=param_dtype, rngs=rngs)
+      512, 1, names=('mlp', None), init_scheme=init_scheme,
+      param_dtype=param_dtype, rngs=rngs)
     self.rate = 0.6 * rate
 
   def __call__(self, patches: jax.Array, key: jax.Array | None):

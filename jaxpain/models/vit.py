@@ -72,7 +72,10 @@ class ViTConfig:
     use_rope: rotate q/k of patch tokens (DINOv3 RoPE).
     rope_temperature: RoPE base (DINOv3: 100).
     qkv_bias: fused qkv bias (the `_qkvb` checkpoints; k part stays 0).
-    layerscale_init: LayerScale init when not loading weights.
+    layerscale_init: LayerScale init when not loading weights; None takes
+      the scheme's (1e-5 'released', as DINOv3; 1.0 'scratch').
+    init_scheme: how fresh weights are drawn, 'released' (DINOv3) or
+      'scratch' (variance-preserving); see `layers.INIT_SCHEMES`.
     lora: adapter settings, None for none.
     num_adapters: stacked adapter sets (2: pain + neutral on one base).
     dtype: compute dtype; norms, softmax and RoPE run in float32.
@@ -89,7 +92,8 @@ class ViTConfig:
   use_rope: bool = True
   rope_temperature: float = 100.0
   qkv_bias: bool = False
-  layerscale_init: float = 1e-5
+  layerscale_init: float | None = None
+  init_scheme: str = 'released'
   lora: lora.LoRAConfig | None = None
   num_adapters: int = 1
   dtype: str = 'float32'
@@ -100,6 +104,18 @@ class ViTConfig:
   @property
   def size(self) -> Variant:
     return decode_variant(self.variant)
+
+  @property
+  def layerscale(self) -> float:
+    if self.layerscale_init is not None:
+      return self.layerscale_init
+    return 1.0 if self.init_scheme == 'scratch' else 1e-5
+
+  def kernel_init(self, fan_in: int):
+    """Init of the backbone's transformer kernels under the scheme."""
+    if layers.check_init_scheme(self.init_scheme) == 'scratch':
+      return layers.fan_in_normal(fan_in)
+    return layers.trunc_normal(0.02)
 
   @property
   def num_prefix(self) -> int:
@@ -123,7 +139,9 @@ class PatchEmbed(nnx.Module):
     fan_in = p * p * c
     self.proj = lora.LoRADense(
       (fan_in,), (d,), in_names=('patch',), out_names=('embed',),
-      use_bias=True, kernel_init=layers.torch_linear_init(fan_in),
+      use_bias=True, kernel_init=(
+        layers.fan_in_normal(fan_in) if cfg.init_scheme == 'scratch'
+        else layers.torch_linear_init(fan_in)),
       **_dense_kw(cfg, rngs, adapters=True))
 
   def __call__(self, x, *, groups, key):
@@ -147,11 +165,11 @@ class Attention(nnx.Module):
     self.qkv = lora.LoRADense(
       (v.width,), (3, v.heads, dh), in_names=('embed',),
       out_names=('qkv', 'heads', 'kv'), use_bias=cfg.qkv_bias,
-      kernel_init=layers.trunc_normal(0.02), **kw)
+      kernel_init=cfg.kernel_init(v.width), **kw)
     self.proj = lora.LoRADense(
       (v.heads, dh), (v.width,), in_names=('heads', 'kv'),
       out_names=('embed',), use_bias=True,
-      kernel_init=layers.trunc_normal(0.02), **kw)
+      kernel_init=cfg.kernel_init(v.width), **kw)
 
   def __call__(self, x, *, rope_tab, prefix, groups, key):
     qkv = self.qkv(x, groups=groups, key=layers.fold(key, 0))
@@ -172,17 +190,17 @@ class Block(nnx.Module):
     norm = dict(param_type=layers.BaseParam, param_dtype=pd, rngs=rngs)
     self.norm1 = layers.LayerNorm(v.width, **norm)
     self.attn = Attention(cfg, rngs=rngs)
-    ls = layers.constant(cfg.layerscale_init)
+    ls = layers.constant(cfg.layerscale)
     self.gamma_1 = layers.make_param(
       layers.BaseParam, ls, rngs.params(), (v.width,), ('embed',), pd)
     self.norm2 = layers.LayerNorm(v.width, **norm)
     kw = _dense_kw(cfg, rngs, adapters=False)
     self.fc1 = lora.LoRADense(
       (v.width,), (v.mlp,), in_names=('embed',), out_names=('mlp',),
-      use_bias=True, kernel_init=layers.trunc_normal(0.02), **kw)
+      use_bias=True, kernel_init=cfg.kernel_init(v.width), **kw)
     self.fc2 = lora.LoRADense(
       (v.mlp,), (v.width,), in_names=('mlp',), out_names=('embed',),
-      use_bias=True, kernel_init=layers.trunc_normal(0.02), **kw)
+      use_bias=True, kernel_init=cfg.kernel_init(v.mlp), **kw)
     self.gamma_2 = layers.make_param(
       layers.BaseParam, ls, rngs.params(), (v.width,), ('embed',), pd)
 

@@ -49,6 +49,10 @@ class ViTPainConfig:
     attention_impl: None | 'xla' | 'cudnn' (jax.nn.dot_product_attention).
     remat: rematerialise backbone blocks in the backward pass.
     in_channels: image channels (1-channel input is replicated when 3).
+    init_scheme: how fresh weights are drawn: 'released' (DINOv3 backbone,
+      torch-default heads; use it when loading pretrained weights) or
+      'scratch' (variance-preserving, for training without pretrained
+      weights); see `layers.INIT_SCHEMES`.
   """
 
   variant: str = 'S/16'
@@ -68,9 +72,11 @@ class ViTPainConfig:
   attention_impl: str | None = None
   remat: bool = False
   in_channels: int = 3
+  init_scheme: str = 'released'
 
   def __post_init__(self):
     size = vit.decode_variant(self.variant)
+    layers.check_init_scheme(self.init_scheme)
     if self.dtype not in _DTYPES or self.param_dtype not in _DTYPES:
       raise ValueError(f'dtypes must be among {_DTYPES}')
     if self.attention_impl not in (None, 'xla', 'cudnn'):
@@ -101,7 +107,7 @@ class ViTPainConfig:
       use_rope=not self.official_compat, lora=adapters,
       num_adapters=num_adapters, dtype=self.dtype,
       param_dtype=self.param_dtype, attention_impl=self.attention_impl,
-      remat=self.remat)
+      remat=self.remat, init_scheme=self.init_scheme)
 
 
 def teacher_config(cfg: ViTPainConfig, **overrides) -> ViTPainConfig:
@@ -141,12 +147,14 @@ class ViTPain(nnx.Module):
     if two:
       self.cross_attn = heads.CrossAttention(
         d, cfg.cross_attn_heads, dtype=jnp.dtype(cfg.dtype), param_dtype=pd,
-        impl=cfg.attention_impl, rngs=rngs)
-    p = cfg.head_dropout
-    self.pspi_head = heads.PSPIHead(d, p, param_dtype=pd, rngs=rngs)
-    self.binary_heads = heads.BinaryHeads(d, p, param_dtype=pd, rngs=rngs)
+        impl=cfg.attention_impl, init_scheme=cfg.init_scheme, rngs=rngs)
+    p, init = cfg.head_dropout, dict(init_scheme=cfg.init_scheme)
+    self.pspi_head = heads.PSPIHead(d, p, param_dtype=pd, rngs=rngs, **init)
+    self.binary_heads = heads.BinaryHeads(
+      d, p, param_dtype=pd, rngs=rngs, **init)
     self.au_head = heads.AUHead(
-      d, p, frozen_queries=cfg.official_compat, param_dtype=pd, rngs=rngs)
+      d, p, frozen_queries=cfg.official_compat, param_dtype=pd, rngs=rngs,
+      **init)
     self.dropout_rng = rngs.dropout.fork()
 
   def __call__(

@@ -55,6 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
       # scratch (no pretrained DINOv3): a frozen RANDOM base with LayerScale
       # 1e-5 passes almost no image signal to the heads.
       train_base=False,
+      # Fresh-weight init: 'released' (DINOv3 + torch heads; pretrained
+      # backbones) | 'scratch' (variance-preserving; no pretrained weights).
+      init_scheme="released",
   ))
 
   # Data: a TFDS dataset (or a name given to data.register_source).
@@ -148,6 +151,7 @@ def apply_runlocal(c: ml_collections.ConfigDict) -> None:
   c.model.cross_attn_heads = 2
   c.model.dtype = "float32"
   c.model.train_base = True  # no pretrained weights on a smoke run
+  c.model.init_scheme = "scratch"
   c.optim.lr = 1e-3
   c.data.name = "3dpain/tiny"
   c.data.num_workers = 0
@@ -188,6 +192,7 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   neutral=0|1         neutral reference on/off
   lr=1e-3             base learning rate
   train_base=0|1      also train the backbone base weights
+  init_scheme=NAME    'released' | 'scratch' (fresh-weight init)
   init=DIR            init_from another run's checkpoint (parameters)
   timm=FILE           init_from timm DINOv3 weights (the frozen base)
   torch=FILE          init_from a released ViTPain checkpoint
@@ -202,6 +207,7 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
             "data_dir": ("data", "data_dir", str),
             "workers": ("data", "num_workers", int),
             "teacher": ("teacher", "workdir", str),
+            "init_scheme": ("model", "init_scheme", str),
             "lr": ("optim", "lr", float)}
   for key, (group, field, cast) in simple.items():
     if key in args:
@@ -255,6 +261,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.init_from.kind != "none" and not c.init_from.path:
     raise ConfigError("init_from.path is required for "
                       f"init_from.kind={c.init_from.kind!r}")
+  if c.model.init_scheme not in ("released", "scratch"):
+    raise ConfigError(f"model.init_scheme {c.model.init_scheme!r} not in "
+                      "('released', 'scratch')")
   if c.best_mode not in ("min", "max"):
     raise ConfigError(f"best_mode must be 'min' or 'max': {c.best_mode}")
   if c.batch_size <= 0 or c.eval_batch_size <= 0:
