@@ -82,6 +82,8 @@ class ViTConfig:
     param_dtype: storage dtype.
     attention_impl: `jax.nn.dot_product_attention` implementation.
     remat: rematerialise each block in the backward pass.
+    scan_blocks: run the blocks as one `lax.scan` (see `ViT._scan`); False
+      unrolls them in Python.
   """
 
   variant: str = 'S/16'
@@ -100,6 +102,7 @@ class ViTConfig:
   param_dtype: str = 'float32'
   attention_impl: str | None = None
   remat: bool = False
+  scan_blocks: bool = True
 
   @property
   def size(self) -> Variant:
@@ -262,9 +265,36 @@ class ViT(nnx.Module):
       dh = cfg.size.width // cfg.size.heads
       rope_tab = rope.sincos(gh, gw, dh, cfg.rope_temperature)
     step = self._block_fn(groups, rope_tab)
-    for i, block in enumerate(self.blocks):
-      x = step(block, x, layers.fold(key, 1, i))
+    keys = [layers.fold(key, 1, i) for i in range(len(self.blocks))]
+    if cfg.scan_blocks and len(self.blocks) > 1:
+      x = self._scan(step, x, keys)
+    else:
+      for block, k in zip(self.blocks, keys, strict=True):
+        x = step(block, x, k)
     return self.norm(x)
+
+  def _scan(self, step, x, keys):
+    """The blocks as one `lax.scan` over their parameters, stacked per call.
+
+    Parameters stay stored per block (checkpoints and weight import see
+    `blocks.<i>`); the stack is a cheap copy next to a block's work. What it
+    buys: the loop body compiles once, and XLA cannot fuse across a loop
+    boundary, so the backward pass materialises each block's cotangent
+    instead of re-deriving it inside later fusions (on CPU, XLA otherwise
+    duplicated the residual-stream gradient into every layer's fusions,
+    O(depth^2) work: 10.0 s -> see docs/benchmarks.md for the S/16 step).
+    """
+    graphdef, *_ = nnx.split(self.blocks[0])
+    states = [nnx.split(b)[1] for b in self.blocks]
+    stacked = jax.tree.map(lambda *v: jnp.stack(v), *states)
+    ks = None if keys[0] is None else jnp.stack(keys)
+
+    def body(x, per_layer):
+      state, k = per_layer
+      return step(nnx.merge(graphdef, state), x, k), None
+
+    x, _ = jax.lax.scan(body, x, (stacked, ks))
+    return x
 
   def _prefix(self, x):
     b, dt = x.shape[0], x.dtype

@@ -48,6 +48,9 @@ class ViTPainConfig:
     param_dtype: storage dtype of parameters.
     attention_impl: None | 'xla' | 'cudnn' (jax.nn.dot_product_attention).
     remat: rematerialise backbone blocks in the backward pass.
+    scan_blocks: run the backbone blocks as one `lax.scan` (compiles one
+      block; on CPU also avoids XLA re-deriving the residual gradient in
+      every layer's fusion); False unrolls them.
     in_channels: image channels (1-channel input is replicated when 3).
     init_scheme: how fresh weights are drawn: 'released' (DINOv3 backbone,
       torch-default heads; use it when loading pretrained weights) or
@@ -71,6 +74,7 @@ class ViTPainConfig:
   param_dtype: str = 'float32'
   attention_impl: str | None = None
   remat: bool = False
+  scan_blocks: bool = True
   in_channels: int = 3
   init_scheme: str = 'released'
 
@@ -107,7 +111,8 @@ class ViTPainConfig:
       use_rope=not self.official_compat, lora=adapters,
       num_adapters=num_adapters, dtype=self.dtype,
       param_dtype=self.param_dtype, attention_impl=self.attention_impl,
-      remat=self.remat, init_scheme=self.init_scheme)
+      remat=self.remat, scan_blocks=self.scan_blocks,
+      init_scheme=self.init_scheme)
 
 
 def teacher_config(cfg: ViTPainConfig, **overrides) -> ViTPainConfig:

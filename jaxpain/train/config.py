@@ -50,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
       param_dtype="float32",
       attention_impl=None,  # None | 'xla' | 'cudnn'
       remat=False,
+      scan_blocks=True,  # blocks as one lax.scan (False: unrolled)
       in_channels=3,
       # Also train the backbone's base weights. Only for training from
       # scratch (no pretrained DINOv3): a frozen RANDOM base with LayerScale
