@@ -22,7 +22,7 @@ recipe: eager, two-group AdamW, global-norm clipping 1.0, autocast (fp16 +
 GradScaler on CUDA, as released), and the released per-step host sync.
 
 Sides can carry overrides to measure single levers in the same run, e.g.
-`--sides jax,torch,jax+shared_base=0,jax+dtype=bfloat16,jax+remat=1`.
+`--sides jax,torch,jax+shared_base=0,jax+dtype=bfloat16,jax+remat=1,jax+scan=0`.
 
   python scripts/bench_train.py --variant S/16 --batch 8 --steps 50 \\
       --out bench.json
@@ -52,7 +52,7 @@ MIN_STEPS = 50
 # bf16/fp16 dense peaks (FLOP/s), performance.md §4 (A1-A3); else measured.
 GPU_PEAKS = (('H100 PCIe', 756e12), ('H100', 989.4e12), ('H200', 989.4e12),
              ('L40S', 362e12), ('A100', 312e12))
-SIDE_KEYS = {'jax': ('dtype', 'shared_base', 'remat', 'attention'),
+SIDE_KEYS = {'jax': ('dtype', 'shared_base', 'remat', 'attention', 'scan'),
              'torch': ('amp',)}
 
 
@@ -325,6 +325,7 @@ class JaxSide:
       a.device, over.get('attention', a.attention), dtype)
     m.shared_base = _flag(over, 'shared_base', not a.no_shared_base)
     m.remat = _flag(over, 'remat', a.remat)
+    m.scan_blocks = _flag(over, 'scan', True)
     c.batch_size = c.eval_batch_size = a.batch
     c.mesh.shape = (1, 1, 1)
     self.cfg = c
@@ -341,6 +342,7 @@ class JaxSide:
     return {'framework': 'jax', 'device': self.dev.device_kind,
             'platform': self.dev.platform, 'dtype': m.dtype,
             'shared_base': m.shared_base, 'remat': m.remat,
+            'scan_blocks': m.scan_blocks,
             'attention': m.attention_impl,
             'threads': len(os.sched_getaffinity(0))}
 

@@ -51,6 +51,7 @@ def test_flops_without_neutral_are_about_half():
 def test_side_overrides_parse_and_bad_ones_name_the_problem():
   assert bench.parse_side('jax+shared_base=0+dtype=bfloat16') == (
     'jax', {'shared_base': '0', 'dtype': 'bfloat16'})
+  assert bench.parse_side('jax+scan=0') == ('jax', {'scan': '0'})
   with pytest.raises(SystemExit, match='accepts'):
     bench.parse_side('torch+remat=1')
   with pytest.raises(SystemExit, match='unknown side'):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxpain import convert
 from jaxpain.models import vitpain
 from tests.models.builders import images, random_state_dict
-from jaxpain import convert
 
 
 def _pair(**kw):
