@@ -17,14 +17,19 @@ exist, so an interrupted job picks up where it stopped):
   5. report    metrics JSON + Markdown table, loss curves, scatter plots,
                sample predictions, in `<workdir>/report/`.
 
-The defaults fit a 2-core CPU in about 15 minutes (`3dpain/demo`: 36
-identities at 64 px, a Ti/16 model with 8-px patches); `--dataset small`,
-`--image-size`, `--variant` and `--steps` scale it up.
+The defaults fit a 2-core CPU in about 11 minutes (`3dpain/demo`: 36
+identities at 64 px, a Ti/16 model with 8-px patches, 600 steps per run,
+trained from scratch: there are no pretrained weights offline); `--dataset
+small`, `--image-size`, `--variant` and `--steps` scale it up. At the default
+scale the teacher learns (heatmaps are a direct signal) while the RGB
+students stay near a constant prediction: see docs/training.md, "The main
+job", for the measured figures and why.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -57,9 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="model input size (images are resized to it)")
   p.add_argument("--variant", default="Ti/16")
   p.add_argument("--patch-size", type=int, default=8)
-  p.add_argument("--steps", type=int, default=300, help="train steps per run")
+  p.add_argument("--steps", type=int, default=600, help="train steps per run")
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--mesh", default=None,
+                 help="device mesh data.fsdp.tensor covering all devices, e.g. "
+                 "2.2.2 (default: all devices on the data axis)")
   p.add_argument("--fresh", action="store_true",
                  help="delete the workdir first instead of resuming")
   args = p.parse_args(argv)
@@ -87,6 +95,37 @@ def _mark_done(path: str, info: dict | None = None) -> None:
   with open(tmp, "w") as f:
     json.dump(info or {}, f)
   os.replace(tmp, os.path.join(path, "DONE"))
+
+
+class StageClock:
+  """Seconds each stage took when it ran, kept across resumes.
+
+  Stored in `report/stage_seconds.json`; a stage skipped on a rerun keeps
+  the time of the run that did it, so the report's total is the job's cost,
+  not the cost of the last (resuming) invocation.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    self.seconds: dict[str, float] = {}
+    if os.path.exists(path):
+      with open(path) as f:
+        self.seconds = json.load(f)
+
+  @contextlib.contextmanager
+  def stage(self, name: str, skip: bool):
+    start = time.time()
+    yield
+    if not skip or name not in self.seconds:
+      self.seconds[name] = round(time.time() - start, 1)
+      tmp = self.path + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(self.seconds, f, indent=2)
+      os.replace(tmp, self.path)
+
+  @property
+  def total(self) -> float:
+    return sum(self.seconds.values())
 
 
 # --- 1. dataset -------------------------------------------------------------
@@ -145,6 +184,8 @@ def train_config(args, config_file: str, data_name: str, data_dir: str,
   arg = (f"runlocal,data={data_name},data_dir={data_dir},"
          f"variant={args.variant},size={args.image_size},"
          f"steps={args.steps},batch={args.batch},seed={args.seed}")
+  if args.mesh:
+    arg += f",mesh={args.mesh}"
   cfg = mod.get_config(arg + ("," + extra if extra else ""))
   cfg.model.patch_size = args.patch_size
   cfg.eval_every = max(args.steps // 3, 1)
@@ -184,7 +225,27 @@ def evaluate(run_dir: str, data_name: str, data_dir: str, out_dir: str):
   return metrics
 
 
-def write_report(report_dir: str, results: dict, args, seconds: float):
+def teacher_test_metrics(teacher_dir: str) -> dict:
+  """The trainer's own test pass of the teacher (best checkpoint), if any.
+
+  The teacher sees heatmaps, not RGB, so it is scored by the trainer on
+  heatmap inputs rather than by the RGB evaluator; it shows what the
+  pipeline learns from a direct signal.
+  """
+  from jaxpain.train import metrics_writer
+
+  path = os.path.join(teacher_dir, "metrics.jsonl")
+  rows = [r for r in metrics_writer.read_jsonl(path)
+          if r.get("split") == "test"] if os.path.exists(path) else []
+  if not rows:
+    return {}
+  last = rows[-1]
+  return {"step": int(last["step"]), "mae": float(last["mae"]),
+          "pearson": float(last["pearson_r"])}
+
+
+def write_report(report_dir: str, results: dict, args, clock: StageClock,
+                 teacher: dict | None = None):
   """Comparison table (Markdown + JSON) and combined loss curves."""
   keys = ("mae", "pearson", "auroc_1", "auroc_2", "auroc_3", "f1_macro",
           "mae_au_mean")
@@ -192,7 +253,9 @@ def write_report(report_dir: str, results: dict, args, seconds: float):
            f"Dataset 3dpain/{args.dataset}, model input {args.image_size}px, "
            f"ViTPain {args.variant} (patch {args.patch_size}), "
            f"{args.steps} steps per run, batch {args.batch}; "
-           f"wall time {seconds / 60:.1f} min.", "",
+           f"time {clock.total / 60:.1f} min ("
+           + ", ".join(f"{k} {v:.0f} s" for k, v in clock.seconds.items())
+           + ").", "",
            "Test identities (held out); PSPI in 0..16.", "",
            "| run | " + " | ".join(keys) + " |",
            "|---|" + "---|" * len(keys)]
@@ -201,14 +264,23 @@ def write_report(report_dir: str, results: dict, args, seconds: float):
              for k in keys]  # NaN (e.g. a single-class AUROC) -> n/a
     lines.append(f"| {name} ({STUDENTS[name][2]}) | " + " | ".join(cells)
                  + " |")
+  if teacher:
+    lines += ["", f"Heatmap teacher (trainer's test pass, checkpoint of step "
+              f"{teacher['step']}, heatmap input): MAE {teacher['mae']:.3f}, "
+              f"Pearson r {teacher['pearson']:.3f}."]
   lines += ["", "Per-run folders hold the scatter plot, ROC curves, per-AU "
             "errors and the worst predictions; `curves.png` the training "
             "curves; `contact_sheet.png` the data."]
   with open(os.path.join(report_dir, "summary.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   with open(os.path.join(report_dir, "metrics.json"), "w") as f:
-    json.dump(results, f, indent=2)
+    json.dump({**results, **({"teacher": teacher} if teacher else {})},
+              f, indent=2)
   _curves(report_dir, args)
+
+
+# (split, metric) of metrics.jsonl rows drawn in curves.png, left and right.
+CURVES = (("train", "loss"), ("val", "mae"))
 
 
 def _curves(report_dir: str, args) -> None:
@@ -226,8 +298,9 @@ def _curves(report_dir: str, args) -> None:
     if not os.path.exists(path):
       continue
     rows = metrics_writer.read_jsonl(path)
-    for a, key in zip(ax, ("train/loss", "val/mae"), strict=True):
-      pts = [(r["step"], r[key]) for r in rows if key in r]
+    for a, (split, key) in zip(ax, CURVES, strict=True):
+      pts = [(r["step"], r[key]) for r in rows
+             if r.get("split") == split and key in r]
       if pts:
         a.plot(*zip(*pts, strict=True), label=name, marker=".")
   for a, key in zip(ax, ("train loss", "validation MAE (PSPI)"),
@@ -242,7 +315,6 @@ def _curves(report_dir: str, args) -> None:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  start = time.time()
   if args.fresh and os.path.exists(args.workdir):
     shutil.rmtree(args.workdir)
   work = os.path.abspath(args.workdir)
@@ -250,12 +322,16 @@ def main(argv=None) -> int:
   report_dir = os.path.join(work, "report")
   os.makedirs(report_dir, exist_ok=True)
 
-  data_name = build_dataset(args, data_dir, report_dir)
+  clock = StageClock(os.path.join(report_dir, "stage_seconds.json"))
+  sheet_done = os.path.exists(os.path.join(report_dir, "contact_sheet.png"))
+  with clock.stage("dataset", skip=sheet_done):
+    data_name = build_dataset(args, data_dir, report_dir)
   _log(f"dataset ready: {data_name}")
 
   teacher_dir = os.path.join(work, "teacher")
   _log("training the heatmap teacher")
-  train(train_config(args, "teacher", data_name, data_dir), teacher_dir)
+  with clock.stage("teacher", skip=_done(teacher_dir)):
+    train(train_config(args, "teacher", data_name, data_dir), teacher_dir)
 
   results = {}
   for name, (cfg_file, extra, desc) in STUDENTS.items():
@@ -263,11 +339,15 @@ def main(argv=None) -> int:
       extra = f"teacher={teacher_dir}"
     _log(f"training {name}: {desc}")
     run_dir = os.path.join(work, name)
-    train(train_config(args, cfg_file, data_name, data_dir, extra), run_dir)
+    with clock.stage(name, skip=_done(run_dir)):
+      train(train_config(args, cfg_file, data_name, data_dir, extra),
+            run_dir)
     _log(f"evaluating {name} on the test identities")
-    results[name] = evaluate(run_dir, data_name, data_dir,
-                             os.path.join(report_dir, name))
-  write_report(report_dir, results, args, time.time() - start)
+    eval_dir = os.path.join(report_dir, name)
+    with clock.stage(f"eval {name}", skip=_done(eval_dir)):
+      results[name] = evaluate(run_dir, data_name, data_dir, eval_dir)
+  write_report(report_dir, results, args, clock,
+               teacher_test_metrics(teacher_dir))
   _log(f"report: {os.path.join(report_dir, 'summary.md')}")
   print(open(os.path.join(report_dir, "summary.md")).read())
   return 0
