@@ -17,7 +17,7 @@ exist, so an interrupted job picks up where it stopped):
   5. report    metrics JSON + Markdown table, loss curves, scatter plots,
                sample predictions, in `<workdir>/report/`.
 
-The defaults fit a 2-core CPU in about 11 minutes (`3dpain/demo`: 36
+The defaults fit a 2-core CPU in 11-13 minutes (`3dpain/demo`: 36
 identities at 64 px, a Ti/16 model with 8-px patches, 600 steps per run,
 trained from scratch: there are no pretrained weights offline); `--dataset
 small`, `--image-size`, `--variant` and `--steps` scale it up. At the default
@@ -75,6 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     if getattr(args, name) <= 0:
       p.error(f"--{name.replace('_', '-')} must be positive, got "
               f"{getattr(args, name)}")
+  if args.mesh is not None:
+    parts = args.mesh.split(".")
+    if len(parts) != 3 or not all(x.lstrip("-").isdigit() for x in parts):
+      p.error(f"--mesh {args.mesh!r}: expected data.fsdp.tensor sizes, e.g. "
+              "2.2.2 or -1.1.1")
   if args.image_size % args.patch_size:
     p.error(f"--image-size {args.image_size} is not a multiple of "
             f"--patch-size {args.patch_size}")
@@ -108,9 +113,13 @@ class StageClock:
   def __init__(self, path: str):
     self.path = path
     self.seconds: dict[str, float] = {}
-    if os.path.exists(path):
+    try:
       with open(path) as f:
-        self.seconds = json.load(f)
+        self.seconds = {k: float(v) for k, v in json.load(f).items()}
+    except FileNotFoundError:
+      pass
+    except (ValueError, AttributeError):  # unreadable: only timing is lost
+      _log(f"ignoring unreadable {path}; stage times restart")
 
   @contextlib.contextmanager
   def stage(self, name: str, skip: bool):

@@ -101,6 +101,9 @@ def main(argv=None) -> int:
   a = p.parse_args(argv)
   if a.data and not a.data_dir:
     p.error("--data needs --data-dir (nothing is downloaded)")
+  for name in ("batch", "batches", "workers", "warmup", "image_size"):
+    if getattr(a, name) < (1 if name in ("batch", "batches") else 0):
+      p.error(f"--{name.replace('_', '-')} is {getattr(a, name)}: too small")
 
   import absl.flags
   if not absl.flags.FLAGS.is_parsed():
@@ -114,8 +117,11 @@ def main(argv=None) -> int:
       a.data_dir or os.path.join(tempfile.gettempdir(), "jaxpain_bench"),
       a.image_size, 8)
     name = "3dpain/official"
-  src = sources.open_source(name, "train", data_dir)
-  index = sources.split_index(src, name, "train", data_dir)
+  try:
+    src = sources.open_source(name, "train", data_dir)
+    index = sources.split_index(src, name, "train", data_dir)
+  except sources.DataError as e:
+    raise SystemExit(f"bench_input: {e}") from None
 
   rows = []
   for workers in (0, a.workers):

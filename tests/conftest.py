@@ -8,6 +8,8 @@
 - absl flags marked parsed: grain reads absl flags and fails outside an absl
   app otherwise (stack.md §7).
 - `gpu` marker: tests that need a GPU are skipped where jax has none.
+- `compile_cache`: a module-scoped persistent XLA compilation cache, for
+  tests that compile the same step functions several times (folds, runs).
 """
 
 import os
@@ -46,3 +48,20 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if "gpu" in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+  """Persistent compilation cache for one test module, then the old config."""
+  import jax
+
+  keys = ("jax_compilation_cache_dir",
+          "jax_persistent_cache_min_compile_time_secs",
+          "jax_persistent_cache_min_entry_size_bytes")
+  old = {k: getattr(jax.config, k) for k in keys}
+  jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update(keys[1], 0.0)
+  jax.config.update(keys[2], 0)
+  yield
+  for k, v in old.items():
+    jax.config.update(k, v)

@@ -9,7 +9,6 @@ that every stage ran on the right inputs and that the report says so.
 import json
 import math
 
-import jax
 import pytest
 from PIL import Image
 
@@ -20,22 +19,10 @@ ARGS = ["--dataset", "tiny", "--image-size", "32", "--variant", "mu/16",
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-  # The runs share step functions (eval steps, the students' train steps
-  # differ only in data); a persistent cache compiles each once.
-  keys = ("jax_compilation_cache_dir",
-          "jax_persistent_cache_min_compile_time_secs",
-          "jax_persistent_cache_min_entry_size_bytes")
-  old = {k: getattr(jax.config, k) for k in keys}
-  jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(keys[1], 0.0)
-  jax.config.update(keys[2], 0)
+def finished(tmp_path_factory, compile_cache):
+  # compile_cache (tests/conftest.py): the runs share step functions.
   work = tmp_path_factory.mktemp("main") / "run"
-  try:
-    assert main_job.main(["--workdir", str(work), *ARGS]) == 0
-  finally:
-    for k, v in old.items():
-      jax.config.update(k, v)
+  assert main_job.main(["--workdir", str(work), *ARGS]) == 0
   return work
 
 
@@ -99,3 +86,37 @@ def test_bad_sizes_are_refused_before_anything_runs(tmp_path, capsys):
   assert e.value.code != 0
   assert "not a multiple of --patch-size" in capsys.readouterr().err
   assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("mesh", ["2.2", "a.1.1", "2.2.2.2"])
+def test_bad_mesh_is_refused_before_anything_runs(tmp_path, capsys, mesh):
+  with pytest.raises(SystemExit) as e:
+    main_job.main(["--workdir", str(tmp_path / "x"), "--mesh", mesh])
+  assert e.value.code != 0
+  assert "expected data.fsdp.tensor" in capsys.readouterr().err
+  assert not (tmp_path / "x").exists()
+
+
+def test_unreadable_stage_times_restart_instead_of_failing(tmp_path):
+  path = tmp_path / "stage_seconds.json"
+  path.write_text("{not json")
+  clock = main_job.StageClock(str(path))
+  assert clock.seconds == {}
+  with clock.stage("dataset", skip=False):
+    pass
+  assert set(json.loads(path.read_text())) == {"dataset"}
+
+
+def test_a_skipped_stage_keeps_the_time_of_the_run_that_did_it(tmp_path):
+  path = tmp_path / "stage_seconds.json"
+  path.write_text(json.dumps({"teacher": 111.0}))
+  clock = main_job.StageClock(str(path))
+  with clock.stage("teacher", skip=True):
+    pass
+  with clock.stage("dataset", skip=True):  # never timed before: recorded
+    pass
+  got = json.loads(path.read_text())
+  assert got["teacher"] == 111.0 and got["dataset"] < 5
+  with clock.stage("teacher", skip=False):  # ran again: its new time
+    pass
+  assert main_job.StageClock(str(path)).seconds["teacher"] < 5

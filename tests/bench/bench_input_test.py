@@ -38,3 +38,13 @@ def test_a_named_dataset_needs_its_folder():
                         capture_output=True, text=True, cwd=ROOT, timeout=120)
   assert proc.returncode != 0
   assert '--data needs --data-dir' in proc.stderr
+
+
+def test_a_dataset_that_is_not_there_is_named(tmp_path):
+  proc = subprocess.run([sys.executable, SCRIPT, '--data', '3dpain/small',
+                         '--data-dir', str(tmp_path / 'none')],
+                        capture_output=True, text=True, cwd=ROOT, timeout=120,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode != 0
+  assert "bench_input: cannot open dataset '3dpain/small'" in proc.stderr
+  assert 'Traceback' not in proc.stderr

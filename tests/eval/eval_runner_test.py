@@ -9,7 +9,6 @@ later folds and commands reuse the first fold's compiled steps.
 
 import json
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -23,20 +22,6 @@ from jaxpain.train import config as config_lib
 
 REPORT_FILES = ("metrics.json", "metrics.md", "scatter.png", "roc.png",
                 "au_errors.png", "worst.png")
-
-
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  keys = ("jax_compilation_cache_dir",
-          "jax_persistent_cache_min_compile_time_secs",
-          "jax_persistent_cache_min_entry_size_bytes")
-  old = {k: getattr(jax.config, k) for k in keys}
-  jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(keys[1], 0.0)
-  jax.config.update(keys[2], 0)
-  yield
-  for k, v in old.items():
-    jax.config.update(k, v)
 
 
 def _tiny_config():
