@@ -344,29 +344,3 @@ def check_inputs(config: SynthConfig) -> None:
       diffusion.pipeline_class_name(
         config.inpaint_weights, diffusion.INPAINT_PIPELINES
       )
-
-
-def write_dataset(
-  config: SynthConfig,
-  out_dir: str,
-  workers: int | None = None,
-  progress: bool = True,
-):
-  """Writes or resumes a dataset folder; see synth.store.write_dataset."""
-  from synth import store
-
-  return store.write_dataset(config, out_dir, workers, progress)
-
-
-def read_identity(out_dir: str, index: int) -> list[records.ImageRecord]:
-  """Reads one finished identity back; see synth.store.read_identity."""
-  from synth import store
-
-  return store.read_identity(out_dir, index)
-
-
-def iter_records(out_dir: str):
-  """Every record of a dataset folder; see synth.store.iter_records."""
-  from synth import store
-
-  return store.iter_records(out_dir)
