@@ -34,8 +34,9 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from jaxpain.eval import folds as folds_lib
-from jaxpain.eval import metrics, report, unbc, unbc_source
+from jaxpain.eval import metrics, report, unbc_source
+from tfds_3dpain.unbc_mcmaster import folds as folds_lib
+from tfds_3dpain.unbc_mcmaster import unbc
 
 INITS = ("pretrained", "scratch")
 SELECTIONS = ("last", "inner_val")

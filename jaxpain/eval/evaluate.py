@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from jaxpain.data import sources
-from jaxpain.eval import folds as folds_lib
-from jaxpain.eval import metrics, predict, report, unbc, unbc_source
+from jaxpain.eval import metrics, predict, report, unbc_source
+from tfds_3dpain.unbc_mcmaster import folds as folds_lib
+from tfds_3dpain.unbc_mcmaster import unbc
 
 # The released ViTPain (reference.md §B.2): ViT-L/16, released token path.
 RELEASED_MODEL = {"variant": "L/16", "image_size": 224,

@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from jaxpain.data import sources
-from jaxpain.eval import folds as folds_lib
-from jaxpain.eval import unbc
+from tfds_3dpain.unbc_mcmaster import folds as folds_lib
+from tfds_3dpain.unbc_mcmaster import unbc
 
 REFERENCE_POLICIES = ("sequence_start", "pspi0", "none")
 

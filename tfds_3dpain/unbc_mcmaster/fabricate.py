@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxpain.eval import unbc
 from synth import records
+from tfds_3dpain.unbc_mcmaster import unbc
 
 
 class ArrayImages:

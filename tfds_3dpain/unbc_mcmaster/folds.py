@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import h5py
 import numpy as np
 
-from jaxpain.eval import unbc
+from tfds_3dpain.unbc_mcmaster import unbc
 
 DEFAULT_K = 5
 # Random balanced assignments scored per seed: plenty for 25 subjects and
@@ -179,7 +179,7 @@ def for_data(data: unbc.UnbcData, root: str) -> tuple[list[Fold], str]:
   if path:
     return read_folds(path, data.subjects()), path
   return (make_folds(data.subject, data.pspi, DEFAULT_K, seed=0),
-          "jaxpain.eval.folds.make_folds(seed=0)")
+          "tfds_3dpain.unbc_mcmaster.folds.make_folds(seed=0)")
 
 
 def inner_split(fold: Fold, subject, pspi, fraction: float = 0.2,

@@ -30,8 +30,8 @@ import re
 
 import numpy as np
 
-from jaxpain.eval import unbc
 from synth import records
+from tfds_3dpain.unbc_mcmaster import table
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 CROP_MODES = ("auto", "landmarks", "none")
@@ -62,17 +62,17 @@ def parse_pspi_file(path: str) -> float:
   with open(path) as f:
     text = f.read().split()
   if len(text) != 1:
-    raise unbc.UnbcFormatError(
+    raise table.UnbcFormatError(
         f"{path}: a PSPI label file must hold one number, found {text[:5]}")
   try:
     return float(text[0])
   except ValueError as e:
-    raise unbc.UnbcFormatError(f"{path}: not a number: {text[0]!r}") from e
+    raise table.UnbcFormatError(f"{path}: not a number: {text[0]!r}") from e
 
 
 def parse_facs_file(path: str) -> np.ndarray:
   """The (6,) AU vector of one FACS file; AUs outside the PSPI set ignored."""
-  au = np.zeros(len(unbc.AU_NUMBERS), dtype=np.float32)
+  au = np.zeros(len(table.AU_NUMBERS), dtype=np.float32)
   with open(path) as f:
     for ln, line in enumerate(f, 1):
       cols = line.split()
@@ -81,10 +81,10 @@ def parse_facs_file(path: str) -> np.ndarray:
       try:
         num, inten = int(float(cols[0])), float(cols[1])
       except (ValueError, IndexError) as e:
-        raise unbc.UnbcFormatError(
+        raise table.UnbcFormatError(
             f"{path}:{ln}: expected 'AU intensity ...', got {line!r}") from e
-      if num in unbc.AU_NUMBERS:
-        j = unbc.AU_NUMBERS.index(num)
+      if num in table.AU_NUMBERS:
+        j = table.AU_NUMBERS.index(num)
         au[j] = 1.0 if num == 43 else max(au[j], inten)
   return au
 
@@ -93,7 +93,7 @@ def parse_landmarks(path: str) -> np.ndarray:
   """(K, 2) landmark array of an AAM file."""
   pts = np.loadtxt(path, dtype=np.float64, ndmin=2)
   if pts.shape[1] < 2:
-    raise unbc.UnbcFormatError(f"{path}: expected rows 'x y', got {pts.shape}")
+    raise table.UnbcFormatError(f"{path}: expected rows 'x y', got {pts.shape}")
   return pts[:, :2]
 
 
@@ -145,7 +145,7 @@ def _scan(base: str):
           yield subj, seq, stem, os.path.join(qdir, fn)
 
 
-def read_archive(root: str, crop: str = "auto") -> unbc.UnbcData:
+def read_archive(root: str, crop: str = "auto") -> table.UnbcData:
   """Read the archive layout (see the module docstring) into a frame table.
 
   Args:
@@ -158,9 +158,9 @@ def read_archive(root: str, crop: str = "auto") -> unbc.UnbcData:
     raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
   base = find_archive_root(root)
   if base is None:
-    raise unbc.UnbcFormatError(
+    raise table.UnbcFormatError(
         f"{root}: no Images/ and Frame_Labels/PSPI/ folders (here or one "
-        "level down); see jaxpain.eval.unbc_archive for the layout")
+        "level down); see tfds_3dpain.unbc_mcmaster.unbc_archive for the layout")
   lab = os.path.join(base, "Frame_Labels")
   stats = {"missing_pspi": 0, "missing_facs": 0, "missing_landmarks": 0,
            "pspi_au_mismatch": 0, "nan_pspi": 0}
@@ -176,18 +176,18 @@ def read_archive(root: str, crop: str = "auto") -> unbc.UnbcData:
     if os.path.exists(facs_path):
       au = parse_facs_file(facs_path)
     else:
-      au = np.zeros(len(unbc.AU_NUMBERS), np.float32)
+      au = np.zeros(len(table.AU_NUMBERS), np.float32)
       stats["missing_facs"] += 1
     pspi = parse_pspi_file(pspi_path)
     if not np.isfinite(pspi):
-      raise unbc.UnbcFormatError(f"{pspi_path}: PSPI is {pspi}")
+      raise table.UnbcFormatError(f"{pspi_path}: PSPI is {pspi}")
     if abs(float(records.pspi(au)) - pspi) > 1e-6 and os.path.exists(
         facs_path):
       stats["pspi_au_mismatch"] += 1
     lm = os.path.join(base, "AAM_landmarks", rel + "_aam.txt")
     if crop == "none" or not os.path.exists(lm):
       if crop == "landmarks":
-        raise unbc.UnbcFormatError(
+        raise table.UnbcFormatError(
             f"crop='landmarks' but {lm} is missing; use crop='auto' to keep "
             "full frames where landmarks are absent")
       stats["missing_landmarks"] += int(crop != "none")
@@ -197,18 +197,18 @@ def read_archive(root: str, crop: str = "auto") -> unbc.UnbcData:
                  ("lm", lm)):
       cols[k].append(v)
   if not cols["key"]:
-    raise unbc.UnbcFormatError(
+    raise table.UnbcFormatError(
         f"{base}: found no frame with both an image under Images/ and a "
         f"label under Frame_Labels/PSPI/ ({stats['missing_pspi']} images "
         "without labels)")
   rows = np.arange(len(cols["key"]))
-  return unbc.make_table(
+  return table.make_table(
       cols["name"], cols["seq"], cols["frame"], np.stack(cols["au"]),
       cols["pspi"], cols["key"], _ArchiveImages(cols["path"], cols["lm"]),
       rows, stats, "archive")
 
 
-def write_archive(data: unbc.UnbcData, root: str) -> None:
+def write_archive(data: table.UnbcData, root: str) -> None:
   """Write `data` in the archive layout (test fixtures, format conversion).
 
   Images are written as PNG; FACS files list the non-zero PSPI AUs.
@@ -230,7 +230,7 @@ def write_archive(data: unbc.UnbcData, root: str) -> None:
       f.write(f"   {float(data.pspi[i]):.7e}\n")
     with open(os.path.join(paths["Frame_Labels/FACS"], stem + "_facs.txt"),
               "w") as f:
-      for num, v in zip(unbc.AU_NUMBERS, data.au[i], strict=True):
+      for num, v in zip(table.AU_NUMBERS, data.au[i], strict=True):
         if v > 0:
           f.write(f"   {float(num):.7e}   {float(v):.7e}   0.0000000e+00"
                   "   0.0000000e+00\n")

@@ -2,7 +2,7 @@
 
 The archive is licensed (request it from its authors), so the builder only
 reads the user's copy from `manual_dir`, in either layout that
-`jaxpain.eval.unbc` understands (the released HDF5 files, or the original
+the readers of this package (`unbc`, `unbc_archive`) understand (the released HDF5 files, or the original
 Images/ + Frame_Labels/ folders).
 
 Splits are the 5 subject-disjoint cross-validation folds, `fold0`..`fold4`;
@@ -13,8 +13,7 @@ with TFDS's split algebra, e.g. fold 0:
     tfds.data_source('unbc_mcmaster', split='fold0')  # test
 
 The folds come from `UNBC_CVFolds*.hdf5` in `manual_dir` when present (the
-released fold-file layout), otherwise from `jaxpain.eval.folds.make_folds`
-(seed 0); `info.metadata['folds']` records which subjects each fold holds.
+released fold-file layout), otherwise from `folds.make_folds` (seed 0); `info.metadata['folds']` records which subjects each fold holds.
 
 Feature names match `3dpain` where the meaning is the same (`image`, `au`,
 `pspi`, `identity`, `is_neutral`), so the same grain pipeline reads both.
@@ -29,6 +28,9 @@ import io
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from tfds_3dpain.unbc_mcmaster import folds as folds_lib
+from tfds_3dpain.unbc_mcmaster import unbc
 
 _AU_NAMES = ("AU4", "AU6", "AU7", "AU9", "AU10", "AU43")
 
@@ -99,9 +101,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    from jaxpain.eval import folds as folds_lib  # noqa: PLC0415
-    from jaxpain.eval import unbc  # noqa: PLC0415
-
     root = str(dl_manager.manual_dir)
     data = unbc.load(root)
     folds, fold_source = folds_lib.for_data(data, root)
