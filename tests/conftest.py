@@ -65,3 +65,36 @@ def compile_cache(tmp_path_factory):
   yield
   for k, v in old.items():
     jax.config.update(k, v)
+
+
+# --- One fabricated UNBC table in both on-disk layouts ----------------------
+# Shared by the reader, fold and builder tests (tests/tfds_3dpain) and the
+# source, predict and runner tests (tests/jaxpain/eval); built once per
+# session (10 subjects x 2 sequences x 8 frames of 32x32). Imports are lazy
+# so the rendering tests' process never imports TFDS.
+
+
+@pytest.fixture(scope="session")
+def fab():
+  from tfds_3dpain.unbc_mcmaster import fabricate
+
+  return fabricate.make_unbc(n_subjects=10, n_sequences=2, n_frames=8,
+                             size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def archive_dir(fab, tmp_path_factory):
+  from tfds_3dpain.unbc_mcmaster import unbc_archive
+
+  root = tmp_path_factory.mktemp("unbc_archive") / "UNBC-McMaster"
+  unbc_archive.write_archive(fab, str(root))
+  return root
+
+
+@pytest.fixture(scope="session")
+def hdf5_dir(fab, tmp_path_factory):
+  from tfds_3dpain.unbc_mcmaster import unbc
+
+  root = tmp_path_factory.mktemp("unbc_hdf5")
+  unbc.write_hdf5(fab, str(root))
+  return root

@@ -1,4 +1,4 @@
-"""Fixtures of the `3dpain` builder tests (tests/tfds)."""
+"""Fixtures of the `3dpain` builder tests (tests/tfds_3dpain)."""
 
 import shutil
 

@@ -10,7 +10,7 @@ import pytest
 
 from jaxpain import convert
 from jaxpain.convert import CheckpointError
-from tests.models.builders import config, random_state_dict
+from tests.jaxpain.models.builders import config, random_state_dict
 
 
 @pytest.fixture(scope='module')

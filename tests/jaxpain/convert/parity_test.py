@@ -18,7 +18,7 @@ pytest.importorskip('peft')
 from jaxpain import convert  # noqa: E402
 from jaxpain.baselines import torch_vitpain as tv  # noqa: E402
 from jaxpain.models import vitpain  # noqa: E402
-from tests.models.builders import forward_fn, images  # noqa: E402
+from tests.jaxpain.models.builders import forward_fn, images  # noqa: E402
 
 VARIANT, H, W = 'Ti/16', 32, 48
 KEYS = ('features', 'pspi', 'pspi_logit', 'binary_logits', 'au', 'tokens')

@@ -16,9 +16,10 @@ from flax import nnx
 from jaxpain import convert
 from jaxpain.data import sources
 from jaxpain.eval import __main__ as cli
-from jaxpain.eval import crossval, evaluate, fabricate, folds
+from jaxpain.eval import crossval, evaluate
 from jaxpain.models import vitpain
 from jaxpain.train import config as config_lib
+from tfds_3dpain.unbc_mcmaster import fabricate, folds
 
 REPORT_FILES = ("metrics.json", "metrics.md", "scatter.png", "roc.png",
                 "au_errors.png", "worst.png")

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpain.eval import fabricate, predict, unbc_source
+from jaxpain.eval import predict, unbc_source
+from tfds_3dpain.unbc_mcmaster import fabricate
 
 
 class RefProbe(nnx.Module):

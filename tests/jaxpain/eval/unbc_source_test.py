@@ -5,7 +5,8 @@ import pytest
 
 from jaxpain import data as jd
 from jaxpain.data import sources
-from jaxpain.eval import fabricate, folds, unbc_source
+from jaxpain.eval import unbc_source
+from tfds_3dpain.unbc_mcmaster import fabricate, folds
 
 
 def test_sequence_start_policy_uses_no_labels(fab):

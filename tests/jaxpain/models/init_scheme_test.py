@@ -18,7 +18,7 @@ from flax import nnx
 
 from jaxpain.models import layers, vit, vitpain
 from jaxpain.train import config as config_lib
-from tests.models.builders import fresh_model, images
+from tests.jaxpain.models.builders import fresh_model, images
 
 
 def _spread(m, x):

@@ -11,7 +11,7 @@ from flax import nnx
 
 from jaxpain import convert
 from jaxpain.models import lora, vitpain
-from tests.models.builders import encoder_fn, forward_fn, images, model
+from tests.jaxpain.models.builders import encoder_fn, forward_fn, images, model
 
 
 def _base_only(model):

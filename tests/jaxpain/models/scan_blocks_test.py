@@ -15,7 +15,7 @@ from flax import nnx
 
 from jaxpain import convert
 from jaxpain.models import vitpain
-from tests.models.builders import images, random_state_dict
+from tests.jaxpain.models.builders import images, random_state_dict
 
 
 def _pair(**kw):

@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxpain import convert
 from jaxpain.models import layers, lora, vitpain
-from tests.models.builders import (
+from tests.jaxpain.models.builders import (
   config,
   encoder_fn,
   forward_fn,

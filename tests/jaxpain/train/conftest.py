@@ -1,8 +1,3 @@
-"""Makes the tiny test model importable and registered for tests/train."""
+"""Registers the tiny test model (model name 'tiny') for tests/jaxpain/train."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-import tiny_model  # noqa: E402, F401  (registers model 'tiny')
+from tests.jaxpain.train import tiny_model  # noqa: F401  (registers 'tiny')

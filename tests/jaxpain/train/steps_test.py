@@ -6,11 +6,11 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from tiny_model import tiny_config
 
 from jaxpain import sharding as shd
 from jaxpain.data import pipeline
 from jaxpain.train import evaluate, state, steps
+from tests.jaxpain.train.tiny_model import tiny_config
 
 
 @functools.cache

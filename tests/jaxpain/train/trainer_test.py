@@ -7,13 +7,13 @@ import signal
 
 import numpy as np
 import pytest
-from tiny_model import tiny_config
 
 from jaxpain import sharding as shd
 from jaxpain.data import pipeline, sources, toy
 from jaxpain.train import checkpoint as ckpt_lib
 from jaxpain.train import predict, state, train_and_evaluate
 from jaxpain.train.trainer import NonFiniteLossError
+from tests.jaxpain.train.tiny_model import tiny_config
 
 
 def _short(c, steps=4, every=2):

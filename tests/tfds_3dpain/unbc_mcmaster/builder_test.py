@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxpain.eval import fabricate, folds, unbc
-from tfds_3dpain.unbc_mcmaster import Builder
+from tfds_3dpain.unbc_mcmaster import Builder, fabricate, folds, unbc
 
 
 def _prepare(manual_dir, data_dir, config="px32"):

@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from jaxpain.eval import fabricate, folds
+from tfds_3dpain.unbc_mcmaster import fabricate, folds
 
 
 @pytest.fixture(scope="module")

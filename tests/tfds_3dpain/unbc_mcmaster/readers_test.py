@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from jaxpain.eval import unbc, unbc_archive
 from synth import records
+from tfds_3dpain.unbc_mcmaster import unbc, unbc_archive
 
 
 def _same_table(a, b):
