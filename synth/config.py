@@ -119,6 +119,10 @@ class SynthConfig:
   msaa_samples: int = 0
   # PSPI distribution of the 10 pain expressions (synth.pain_levels).
   pain_distribution: str = "uniform"
+  # Inclusive (low, high) PSPI levels the pain expressions are drawn from.
+  # (0, 16) lets a pain expression be the neutral face (PSPI 0), so a split
+  # holds the whole range and PSPI >= 1 has negatives.
+  pspi_range: tuple[int, int] = (1, 16)
   # AUs forced on every pain expression, e.g. (("AU43", 1),); PSPI follows.
   au_override: tuple[tuple[str, int], ...] = ()
   # Head model backend and, for FLAME (or a custom MakeHuman), its file.
@@ -164,6 +168,7 @@ class SynthConfig:
     self._check_views()
     self._check_backends()
     object.__setattr__(self, "au_override", parse_au_override(self.au_override))
+    self._check_pspi_range()
     for name, lo, hi in (
       ("key_intensity", 0.0, 50.0),
       ("key_azimuth_deg", -180.0, 180.0),
@@ -203,6 +208,19 @@ class SynthConfig:
         raise ConfigError(
           f"{name} must be a number in [{lo}, {hi}], got {value!r}"
         )
+
+  def _check_pspi_range(self):
+    try:
+      lo, hi = (int(v) for v in self.pspi_range)
+      whole = all(float(v) == int(v) for v in self.pspi_range)
+    except (TypeError, ValueError):
+      whole = False
+    if not whole or not 0 <= lo <= hi <= 16:
+      raise ConfigError(
+        f"pspi_range must be integers (low, high) with 0 <= low <= high "
+        f"<= 16, got {self.pspi_range!r}"
+      )
+    object.__setattr__(self, "pspi_range", (lo, hi))
 
   def _check_views(self):
     try:

@@ -117,6 +117,7 @@ def pain_aus(config: SynthConfig, index: int) -> np.ndarray:
     _rng(config, index, _PAIN),
     records.NUM_PAIN_EXPRESSIONS,
     config.pain_distribution,
+    config.pspi_range,
   )
   for name, level in config.au_override:
     aus[:, records.AU_NAMES.index(name)] = level

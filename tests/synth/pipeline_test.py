@@ -54,6 +54,13 @@ def test_au_override_is_applied_and_labelled():
   np.testing.assert_array_equal(free[1:, 1:5], aus[1:, 1:5])
 
 
+def test_pspi_range_zero_makes_neutral_faced_pain_expressions():
+  cfg = small(pspi_range=(0, 2))
+  aus = np.concatenate([pipeline.pain_aus(cfg, i)[1:] for i in range(6)])
+  assert set(records.pspi(aus).tolist()) == {0, 1, 2}
+  assert records.pspi(pipeline.pain_aus(small(), 0)[1:]).min() >= 1
+
+
 def _files(out):
   root = os.path.join(out, "identities")
   return {
@@ -175,6 +182,9 @@ def test_stale_temp_dirs_are_removed_and_config_must_match(tmp_path):
     (dict(num_identities=1, key_intensity=(3, 1)), "key_intensity"),
     (dict(num_identities=1, texture="diffusers"), "diffusion_weights"),
     (dict(num_identities=1, head="flame"), "head_path"),
+    (dict(num_identities=1, pspi_range=(3, 1)), "pspi_range"),
+    (dict(num_identities=1, pspi_range=(0, 17)), "pspi_range"),
+    (dict(num_identities=1, pspi_range=(0.5, 2)), "pspi_range"),
   ],
 )
 def test_config_rejects_bad_values(kwargs, match):
@@ -183,7 +193,8 @@ def test_config_rejects_bad_values(kwargs, match):
 
 
 def test_config_round_trips_through_json(tmp_path):
-  cfg = small(3, au_override={"AU4": 2}, views=((0, 0), (10, 5)))
+  cfg = small(3, au_override={"AU4": 2}, views=((0, 0), (10, 5)),
+              pspi_range=(0, 16))
   path = tmp_path / "c.json"
   path.write_text(json.dumps(cfg.to_dict()))
   assert SynthConfig.from_json(path) == cfg
