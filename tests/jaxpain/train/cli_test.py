@@ -21,10 +21,9 @@ def _cli(config, workdir, env):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env():
+  """The session's compilation cache; one device, as on a laptop."""
   e = dict(os.environ)
-  e["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
-  e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   e["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
   return e
 
