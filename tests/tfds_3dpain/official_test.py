@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tfds_3dpain
+from tests.limits import HANG_S
 from tfds_3dpain import formats, index, testing
 
 
@@ -253,6 +254,6 @@ def test_building_never_imports_tensorflow_into_the_caller(
   # TFRecord twin is written by a child so a JAX job can build safely.
   out = subprocess.run(
       [sys.executable, "-c", KEEPS_TF_OUT, str(official_fixture.root),
-       str(tmp_path)], capture_output=True, text=True, timeout=300)
+       str(tmp_path)], capture_output=True, text=True, timeout=HANG_S)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.split("\n")[-2] == "False ['tfrecord']"

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.limits import HANG_S
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 
@@ -15,7 +17,7 @@ def _cli(config, workdir, env):
   proc = subprocess.run(
       [sys.executable, "-m", "jaxpain.train", "--config", config,
        "--workdir", str(workdir)], cwd=ROOT, env=env, capture_output=True,
-      text=True, timeout=600)
+      text=True, timeout=HANG_S)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   return json.load(open(os.path.join(workdir, "results.json")))
 
@@ -50,6 +52,6 @@ def test_student_distill_refuses_to_run_without_a_teacher(env, tmp_path):
       [sys.executable, "-m", "jaxpain.train", "--config",
        "configs/student_distill.py:runlocal,data=toy/10", "--workdir",
        str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-      timeout=300)
+      timeout=HANG_S)
   assert proc.returncode != 0
   assert "teacher=<teacher workdir>" in proc.stderr

@@ -19,6 +19,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.limits import HANG_S
+
 RUNNER = os.path.join(os.path.dirname(__file__), "run_tiny.py")
 
 
@@ -33,7 +35,7 @@ def _start(env, workdir, *extra):
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(proc, timeout=600):
+def _finish(proc, timeout=HANG_S):
   out, _ = proc.communicate(timeout=timeout)
   return proc.returncode, out
 
