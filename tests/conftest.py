@@ -117,3 +117,26 @@ def hdf5_dir(fab, tmp_path_factory):
   unbc.write_hdf5(fab, str(root))
   return root
 
+
+# --- A `3dpain/official` build whose train shard was cut short --------------
+# Shared by the bad-input tests of the train and eval commands: reading it
+# must name the damage and delete nothing.
+
+
+@pytest.fixture(scope="session")
+def damaged_3dpain(tmp_path_factory):
+  """(data_dir, version folder, {file name: bytes}) of a truncated build."""
+  import tensorflow_datasets as tfds
+
+  from tfds_3dpain import testing
+
+  root = tmp_path_factory.mktemp("damaged_3dpain")
+  release = testing.write_official_fixture(root / "release")
+  builder = tfds.builder("3dpain/official", data_dir=str(root / "data"))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(release.root)))
+  version = builder.data_path
+  shard = version / "3dpain-train.array_record-00000-of-00001"
+  shard.write_bytes(shard.read_bytes()[:1000])
+  files = {p.name: p.read_bytes() for p in version.iterdir()}
+  return str(root / "data"), version, files

@@ -30,6 +30,7 @@ import sys
 from array_record.python import array_record_module
 from etils import epath
 
+from synth.cli_errors import UserError
 from tfds_3dpain import runner
 
 MARKER = "3dpain_files.json"
@@ -38,7 +39,7 @@ TFDS_FILES = ("dataset_info.json", "features.json")
 _COPY_BATCH = 256
 
 
-class DamagedBuildError(RuntimeError):
+class DamagedBuildError(UserError):
   """A prepared folder fails the completeness check; nothing was deleted."""
 
 

@@ -186,9 +186,18 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
     return self._runner.examples(fn, units, self._notes)
 
   def _official_units(self, dl_manager):
-    scan = official_layout.scan(
-        epath.Path(dl_manager.manual_dir), self.builder_config.split_csv
-    )
+    try:
+      manual_dir = epath.Path(dl_manager.manual_dir)
+    except AssertionError:  # TFDS: none given, absent or empty
+      where = getattr(dl_manager, "_manual_dir", None) or "(none given)"
+      raise official_layout.ManualDirError(
+          f"the manual folder {where} does not exist or is empty: the "
+          "`official` config imports the released 3D-Pain; extract it as "
+          "<manual_dir>/pain_faces/annotations/ and pain_faces/"
+          "meshes_inpainted/ (and pain_faces/heatmaps/) and pass the folder "
+          "as `tfds build --manual_dir` (tfds_3dpain/README.md)"
+      ) from None
+    scan = official_layout.scan(manual_dir, self.builder_config.split_csv)
     if scan.split_csv is not None:
       by_split = official_layout.assign_csv_splits(scan)
       source = f"released split file {scan.split_csv.name}"
