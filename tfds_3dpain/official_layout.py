@@ -85,6 +85,7 @@ class Scan:
   notes: list[tuple[str, str]]
   split_csv: epath.Path | None
   pspi_mismatches: list[str]
+  annotation_files: frozenset[str] = frozenset()  # bases, valid or not
 
 
 def find_root(manual_dir: epath.Path) -> epath.Path:
@@ -347,7 +348,9 @@ def scan(manual_dir: epath.Path, split_csv_name: str) -> Scan:
     units[int(m[1])] = IdentityUnit(int(m[1]), subject, neutrals,
                                     tuple(items), expect_heatmaps)
   csv_path = find_split_csv(manual_dir, root, split_csv_name)
-  return Scan(units, notes, csv_path, mismatches)
+  files = frozenset(m["base"] for p in (root / ANNOTATIONS).glob("*.json")
+                    if (m := _ANNOTATION_RE.match(p.stem)))
+  return Scan(units, notes, csv_path, mismatches, files)
 
 
 def assign_csv_splits(scan_: Scan) -> dict[str, list[IdentityUnit]]:
@@ -370,11 +373,10 @@ def assign_csv_splits(scan_: Scan) -> dict[str, list[IdentityUnit]]:
                           "or remove the CSV to split by identity hash)"))
     else:
       out[found.pop()].append(unit)
-  known = {it.base for unit in scan_.units.values() for it in unit.pain}
-  unknown = sorted(set(table) - known)
+  unknown = sorted(set(table) - scan_.annotation_files)
   if unknown:
     scan_.notes.append((scan_.split_csv.name, f"{len(unknown)} rows name "
-                        f"annotations that are not imported, e.g. "
+                        "annotations that are not in the folder, e.g. "
                         f"{unknown[:3]}; those rows are ignored"))
   if conflicts:
     raise ManualDirError(

@@ -184,7 +184,7 @@ def test_identity_missing_from_the_split_csv_is_named_and_skipped(
   skipped = builder.info.metadata["skipped_files"]
   assert ("flame_sample_0002: identity not in uniform_data_70_20_10_split.csv"
           "; all its images skipped") in " ".join(skipped)
-  assert any("1 rows name annotations that are not imported, e.g. "
+  assert any("1 rows name annotations that are not in the folder, e.g. "
              "['flame_sample_0042_pain_1']" in s for s in skipped)
   assert "validation" not in builder.info.splits  # its only identity left
   assert builder.info.splits["train"].num_examples == 66
