@@ -20,8 +20,10 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from synth import config as synth_config
+from tfds_3dpain import features
 
 SynthConfig = synth_config.SynthConfig
+ImageStorage = features.ImageStorage
 
 # Salt of the identity-to-split hash (tfds_3dpain/splits.py). Changing it
 # reshuffles the splits, which requires a new dataset VERSION.
@@ -46,12 +48,16 @@ class ThreeDPainConfig(tfds.core.BuilderConfig):
       configs always render in worker processes (at least one); `official`
       with 0 or 1 reads in-process. Never changes the bytes written
       (generation is deterministic per (seed, identity)).
+    storage: how images are stored: side (e.g. the training resolution),
+      JPEG or raw uint8, shard compression (`features.ImageStorage`; the
+      default keeps JPEG at the rendered or released size).
   """
 
   synth: SynthConfig | None = None
   official: bool = False
   split_csv: str = OFFICIAL_SPLIT_CSV
   num_workers: int | None = None
+  storage: ImageStorage = dataclasses.field(default_factory=ImageStorage)
 
   def __post_init__(self):
     if self.official == (self.synth is not None):
@@ -74,6 +80,7 @@ def make_config(
     *,
     description: str | None = None,
     num_workers: int | None = None,
+    storage: ImageStorage | None = None,
     **synth_fields,
 ) -> ThreeDPainConfig:
   """A synthetic config; `synth_fields` are SynthConfig fields.
@@ -82,6 +89,8 @@ def make_config(
     name: config name (letters, digits, `_`, `-`, `.`).
     description: one line for the catalog; a default names the size.
     num_workers: see ThreeDPainConfig.
+    storage: see ThreeDPainConfig (e.g. `ImageStorage(size=224,
+      layout='raw')`: rendered at `resolution`, stored at 224 as raw uint8).
     **synth_fields: e.g. num_identities=500, resolution=224, texture=...
 
   Returns:
@@ -94,7 +103,8 @@ def make_config(
         f"{spec.resolution}x{spec.resolution}"
     )
   return ThreeDPainConfig(
-      name=name, description=description, synth=spec, num_workers=num_workers
+      name=name, description=description, synth=spec, num_workers=num_workers,
+      storage=storage or ImageStorage(),
   )
 
 

@@ -119,3 +119,28 @@ def incomplete_reason(data_dir: epath.Path) -> str | None:
     more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
     return "; ".join(problems[:5]) + more
   return None
+
+
+def rewrite_uncompressed(paths) -> None:
+  """Rewrites ArrayRecord shards in place without compression.
+
+  TFDS writes zstd-compressed shards; for raw pixels, decompressing costs
+  more CPU per record than decoding a JPEG, so raw layouts store them
+  plain. The records (and so every reader) are unchanged; each shard is
+  written next to itself and renamed over it (the build folder is TFDS's
+  temporary one, so a failure leaves no half-written dataset).
+  """
+  for path in paths:
+    src, tmp = str(path), f"{path}.uncompressed"
+    reader = array_record_module.ArrayRecordReader(src)
+    writer = array_record_module.ArrayRecordWriter(
+        tmp, "group_size:1,uncompressed")
+    try:
+      n = reader.num_records()
+      for start in range(0, n, _COPY_BATCH):
+        for raw in reader.read(start, min(n, start + _COPY_BATCH)):
+          writer.write(raw)
+    finally:
+      writer.close()
+      reader.close()
+    epath.Path(tmp).replace(src)

@@ -10,6 +10,8 @@ What this builder adds to a stock GeneratorBasedBuilder, and why:
   TFRecord there and need TensorFlow to write it; stack.md §5).
 - Work is done per identity, in a local process pool, or as a Beam
   PTransform when the download config carries Beam options (runner.py).
+- Images stored as the config's `storage` says (size, JPEG or raw uint8);
+  raw shards are rewritten without zstd (formats.rewrite_uncompressed).
 - After the shards are written: the identity-to-record index (index.py),
   the TFRecord twin when TensorFlow is installed, and the completeness
   marker (formats.py), all inside TFDS's temporary folder, before the rename.
@@ -116,10 +118,10 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
     if cfg.official:
-      feats = features.official_features()
+      feats = features.official_features(cfg.storage)
       spec = None
     else:
-      feats = features.synthetic_features(cfg.synth.resolution)
+      feats = features.synthetic_features(cfg.synth.resolution, cfg.storage)
       spec = cfg.synth.to_dict()
     return self.dataset_info_from_configs(
         features=feats,
@@ -129,6 +131,7 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
             au_names=list(records.AU_NAMES),
             synth_config=spec,
             split_salt=configs.SPLIT_SALT,
+            image_storage=cfg.storage.to_dict(),
         ),
     )
 
@@ -155,7 +158,8 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
       fn, by_split = self._official_units(dl_manager)
     else:
       spec = self.builder_config.synth
-      fn = functools.partial(synthetic.identity_examples, spec)
+      fn = functools.partial(synthetic.identity_examples, spec,
+                             storage=self.builder_config.storage)
       by_split = splits.assign(
           list(range(spec.num_identities)), configs.SPLIT_SALT
       )
@@ -198,12 +202,17 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
           "their AUs (kept as stored, like the released loader): %s",
           len(scan.pspi_mismatches), scan.pspi_mismatches[:MAX_LOGGED_NOTES],
       )
-    return official.identity_examples, by_split
+    fn = functools.partial(official.identity_examples,
+                           storage=self.builder_config.storage)
+    return fn, by_split
 
   def _finish_build(self) -> None:
     """Index, TFRecord twin, skipped-file report, then the marker (last)."""
     split_infos = list(self.info.splits.values())
     if self.info.file_format == FileFormat.ARRAY_RECORD:
+      if not self.builder_config.storage.compressed:
+        formats.rewrite_uncompressed(
+            [p for s in split_infos for p in s.filepaths])
       index.build({s.name: s.filepaths for s in split_infos}, self.data_path)
       if formats.tensorflow_available():
         formats.write_tfrecord_twin(split_infos)

@@ -5,9 +5,9 @@ run on the device inside the jitted step (`jaxpain.data.augment`).
 
 Batches are built from POSITIONS, not records: a seeded, per-epoch shuffled,
 repeated stream of example positions is cut into global batches of
-`global_batch` positions (cheap integers), each process keeps the rows its
-devices hold (`sharding.process_rows`, a contiguous block), and only then
-loads those records. So global batch k holds the same examples in the same
+`global_batch` positions (cheap integers, computed per batch), each process
+keeps the rows its devices hold (`sharding.process_rows`, a contiguous
+block), and only then loads those records. So global batch k holds the same examples in the same
 order for any number of processes and any mesh: one process x 8 devices
 and two processes x 4 devices see identical data, and per-example
 randomness (the random neutral view) is keyed by the global stream position.
@@ -31,9 +31,13 @@ import jax
 import numpy as np
 
 from jaxpain import sharding as shd
-from jaxpain.data import sources
+from jaxpain.data import records, sources
 
 NEUTRAL_MODES = ("same_view", "random_view")
+# Threads loading batches in each loading process. Decoding releases the
+# GIL; one thread overlaps loading with the step (more cost CPU per pair).
+READ_THREADS = 1
+ENDLESS = 2**62  # batches in a training stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +52,21 @@ class InputSpec:
       references of the identity (drawn with replacement if it has fewer),
       for multi-shot evaluation.
     seed: seeds the shuffle and the reference draws.
+    image_size: the side the model reads. JPEGs stored at twice that or
+      more are decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (still
+      >= image_size; the device resizes the rest). None: stored size.
+    neutral_cache_mb: decoded neutral images kept per loading process (the
+      main one or each grain worker), up to this many MiB; 0 disables.
+      Neutral faces repeat (one per identity and view), so each is read
+      and decoded once while it fits.
   """
 
   fields: tuple[str, ...] = ("image", "neutral")
   neutral_mode: str = "same_view"
   num_references: int = 1
   seed: int = 0
+  image_size: int | None = None
+  neutral_cache_mb: int = 512
 
   def __post_init__(self):
     if self.neutral_mode not in NEUTRAL_MODES:
@@ -61,12 +74,61 @@ class InputSpec:
           f"neutral_mode {self.neutral_mode!r} not in {NEUTRAL_MODES}")
     if self.num_references < 1:
       raise ValueError(f"num_references must be >= 1: {self.num_references}")
+    if self.neutral_cache_mb < 0:
+      raise ValueError(
+          f"neutral_cache_mb must be >= 0: {self.neutral_cache_mb}")
+
+
+class _NeutralCache:
+  """Decoded neutral images, filled until the budget, never evicted.
+
+  Keys: ('record', id) for a reference record's image, ('bytes', data)
+  for an encoded neutral_image (the same bytes are the same pixels).
+  """
+
+  def __init__(self, budget_bytes: int):
+    self._budget, self._used = budget_bytes, 0
+    self._images: dict[tuple, np.ndarray] = {}
+
+  def get(self, key: tuple) -> np.ndarray | None:
+    return self._images.get(key)
+
+  def put(self, key: tuple, image: np.ndarray) -> None:
+    if self._used + image.nbytes <= self._budget:
+      self._images[key] = image.copy()
+      self._used += image.nbytes
+
+
+class _Batch:
+  """Arrays of one batch, allocated from the first row's shapes, so that
+  images are decoded straight into their row."""
+
+  def __init__(self, rows: int):
+    self.rows, self.arrays = rows, {}
+
+  def put(self, name: str, row: int, value) -> None:
+    value = np.asarray(value)
+    if name not in self.arrays:
+      self.arrays[name] = np.empty((self.rows,) + value.shape, value.dtype)
+    self.arrays[name][row] = value
+
+  def slot(self, name: str, index: tuple) -> np.ndarray | None:
+    """The row (or (row, j)) of an allocated image field, else None."""
+    arr = self.arrays.get(name)
+    return None if arr is None else arr[index]
+
+  def allocate(self, name: str, per_row: tuple, image: np.ndarray) -> None:
+    self.arrays[name] = np.empty((self.rows,) + per_row + image.shape,
+                                 np.uint8)
 
 
 class LoadRows:
   """grain map: (global batch number, its local positions) -> numpy batch.
 
-  A module-level class so grain's spawned workers can unpickle it.
+  A module-level class so grain's spawned workers can unpickle it. Sources
+  with `fields(i, names)` (`records.TfdsRecords`) are read partially and
+  decoded here (only the images the batch uses, straight into the batch);
+  other sources are indexed (`source[i]`, decoded by the source).
   """
 
   def __init__(self, source: Any, index: sources.SplitIndex,
@@ -80,84 +142,166 @@ class LoadRows:
     self._global_batch = global_batch
     self._start = rows[0]
     self._num_valid = num_valid
+    self._cache = _NeutralCache(spec.neutral_cache_mb << 20)
 
   def __call__(self, batch_number: int, positions: np.ndarray) -> dict:
     n = len(self._examples)
-    out: dict[str, list] = {}
+    batch = _Batch(len(positions))
     for row, pos in enumerate(positions):
       pos = int(pos)
       valid = self._num_valid is None or pos < self._num_valid
       record_id = int(self._examples[pos % n])
       stream_pos = batch_number * self._global_batch + self._start + row
-      ex = self._load(record_id, stream_pos)
-      ex["mask"] = np.float32(valid)
-      for k, v in ex.items():
-        out.setdefault(k, []).append(v)
-    return {k: np.stack(v) for k, v in out.items()}
+      self._load(batch, row, record_id, stream_pos)
+      batch.put("mask", row, np.float32(valid))
+    return batch.arrays
 
-  def _load(self, record_id: int, stream_pos: int) -> dict:
-    rec = self._source[record_id]
-    fields = self._spec.fields
-    need = ["au", "pspi"] + [f for f in ("image", "heatmap") if f in fields]
-    sources.require_fields(rec, need, "dataset")
-    ex = {
-        "au": np.asarray(rec["au"], np.float32).reshape(6),
-        "pspi": np.float32(rec["pspi"]),
-        "identity": np.int32(rec.get("identity", -1)),
-        "record": np.int32(record_id),
-    }
+  # -------------------------------------------------------------- records
+
+  def _read(self, record_id: int, names: tuple[str, ...]) -> Mapping:
+    if hasattr(self._source, "fields"):
+      return self._source.fields(record_id, names)
+    return self._source[record_id]
+
+  def _image(self, batch: _Batch, name: str, index: tuple, value,
+             record_id: int, channels: int = 3) -> np.ndarray:
+    """Decodes `value` into batch[name][index]; returns that slot."""
+    size = self._spec.image_size
+    try:
+      out = batch.slot(name, index)
+      if out is not None:
+        return records.decode(value, channels, out=out, target=size)
+      img = records.decode(value, channels, target=size)
+    except records.RecordError:
+      raise
+    except (ValueError, OSError, RuntimeError) as e:
+      raise self._damaged(record_id, e) from None
+    batch.allocate(name, (self._spec.num_references,)
+                   if len(index) == 2 else (), img)
+    out = batch.slot(name, index)
+    out[...] = img
+    return out
+
+  def _damaged(self, record_id: int, e: Exception) -> Exception:
+    """The error of an image that cannot be used, naming its record."""
+    if isinstance(e, sources.DataError):  # readable, but wrong shape/type
+      where = (self._source.where(record_id) if hasattr(self._source, "where")
+               else f"record {record_id}")
+      return sources.DataError(f"{where}: {e}")
+    problem = f"undecodable image, {type(e).__name__}: {e}"
+    if hasattr(self._source, "damaged"):
+      return self._source.damaged(record_id, problem)
+    return sources.DataError(f"record {record_id}: {problem}")
+
+  # ------------------------------------------------------------- examples
+
+  def _load(self, batch: _Batch, row: int, record_id: int,
+            stream_pos: int) -> None:
+    fields, spec = self._spec.fields, self._spec
+    same_view = spec.num_references == 1 and spec.neutral_mode == "same_view"
+    images = [f for f in ("image", "heatmap") if f in fields]
+    names = ("au", "pspi", "identity", *images) + (
+        ("neutral_image",) if "neutral" in fields and same_view else ())
+    rec = self._read(record_id, names)
+    sources.require_fields(rec, ["au", "pspi", *images], "dataset")
+    batch.put("au", row, np.asarray(rec["au"], np.float32).reshape(6))
+    batch.put("pspi", row, np.float32(rec["pspi"]))
+    batch.put("identity", row, np.int32(rec.get("identity", -1)))
+    batch.put("record", row, np.int32(record_id))
     if "image" in fields:
-      ex["image"] = _uint8_image(rec["image"])
+      self._image(batch, "image", (row,), rec["image"], record_id)
     if "heatmap" in fields:
-      ex["heatmap"] = _uint8_image(rec["heatmap"], channels=1)
+      self._image(batch, "heatmap", (row,), rec["heatmap"], record_id, 1)
     if "neutral" in fields:
-      ex["neutral"] = self._neutral(rec, record_id, stream_pos)
-    return ex
+      if same_view:
+        sources.require_fields(rec, ["neutral_image"], "dataset")
+        self._same_view(batch, row, rec["neutral_image"], record_id)
+      else:
+        self._references(batch, row, record_id, stream_pos)
 
-  def _neutral(self, rec: Mapping, record_id: int, stream_pos: int):
+  def _same_view(self, batch: _Batch, row: int, value, record_id: int):
+    key = ("bytes", value.data) if isinstance(value, records.Encoded) else None
+    self._cached(batch, (row,), key, lambda: value, record_id)
+
+  def _references(self, batch: _Batch, row: int, record_id: int,
+                  stream_pos: int) -> None:
     spec = self._spec
     refs = self._refs.get(int(self._identity[record_id]), np.zeros(0, int))
-    fallback = rec.get("neutral_image", rec.get("image"))
-    if spec.num_references == 1 and spec.neutral_mode == "same_view":
-      if "neutral_image" not in rec:
-        sources.require_fields(rec, ["neutral_image"], "dataset")
-      return _uint8_image(rec["neutral_image"])
     if len(refs) == 0:  # no reference of this identity: the released rule
-      imgs = [fallback] * spec.num_references
+      draw = [None] * spec.num_references
     else:
       rng = np.random.default_rng([spec.seed, 7, stream_pos])
       draw = rng.choice(refs, size=spec.num_references,
                         replace=len(refs) < spec.num_references)
-      imgs = [self._source[int(j)]["image"] for j in draw]
-    imgs = [_uint8_image(x) for x in imgs]
-    return imgs[0] if spec.num_references == 1 else np.stack(imgs)
+    for j, ref in enumerate(draw):
+      index = (row,) if spec.num_references == 1 else (row, j)
+      if ref is None:
+        self._cached(batch, index, None, lambda: self._fallback(record_id),
+                     record_id)
+      else:
+        ref = int(ref)
+        self._cached(batch, index, ("record", ref),
+                     lambda r=ref: self._read(r, ("image",))["image"], ref)
+
+  def _fallback(self, record_id: int):
+    rec = self._read(record_id, ("neutral_image", "image"))
+    return rec.get("neutral_image", rec.get("image"))
+
+  def _cached(self, batch: _Batch, index: tuple, key: tuple | None,
+              value_fn, record_id: int) -> None:
+    """Neutral image into batch['neutral'][index], via the cache."""
+    hit = self._cache.get(key) if key is not None else None
+    if hit is not None:
+      self._image(batch, "neutral", index, hit, record_id)
+      return
+    img = self._image(batch, "neutral", index, value_fn(), record_id)
+    if key is not None:
+      self._cache.put(key, img)
 
 
-def _uint8_image(x: Any, channels: int = 3) -> np.ndarray:
-  x = np.asarray(x)
-  if x.ndim == 2:
-    x = x[..., None]
-  if x.dtype != np.uint8:
-    raise sources.DataError(f"images must be uint8, got {x.dtype}")
-  if x.shape[-1] != channels:
-    raise sources.DataError(
-        f"expected {channels} channel(s), got image of shape {x.shape}")
-  return x
+class _BatchPositions:
+  """grain map: global batch number -> this process's example positions.
+
+  The stream of positions is a concatenation of epochs, each a seeded
+  permutation of range(n) (numpy's, one per epoch, computed once per
+  process); batch b holds stream entries [b * B, (b + 1) * B), of which
+  this process keeps rows [start, stop). Without a seed the stream is
+  range(padded) (evaluation). One call per batch: grain's per-element
+  shuffle costs about as much per example as decoding a JPEG (measured).
+  """
+
+  def __init__(self, n: int, global_batch: int, rows: tuple[int, int],
+               seed: int | None):
+    self.n, self.global_batch, self.rows, self.seed = n, global_batch, rows, seed
+    self._perms: dict[int, np.ndarray] = {}
+
+  def _perm(self, epoch: int) -> np.ndarray:
+    if epoch not in self._perms:
+      if len(self._perms) > 2:
+        self._perms.pop(min(self._perms))
+      rng = np.random.default_rng([self.seed, 11, epoch])
+      self._perms[epoch] = rng.permutation(self.n)
+    return self._perms[epoch]
+
+  def __call__(self, batch_number: int) -> np.ndarray:
+    stream = batch_number * self.global_batch + np.arange(*self.rows)
+    if self.seed is None:
+      return stream
+    epoch, pos = np.divmod(stream, self.n)
+    return np.asarray([self._perm(int(e))[int(p)]
+                       for e, p in zip(epoch, pos, strict=True)])
 
 
-class _TakeRows:
-  """grain map: keeps this process's rows of a global batch of positions."""
+def _prefetch(ds: grain.MapDataset, num_workers: int, buffer: int,
+              read_threads: int = READ_THREADS) -> grain.IterDataset:
+  """Batches loaded ahead by threads of each loading process.
 
-  def __init__(self, start: int, stop: int):
-    self.start, self.stop = start, stop
-
-  def __call__(self, positions: np.ndarray) -> np.ndarray:
-    return positions[self.start:self.stop]
-
-
-def _prefetch(ds: grain.MapDataset, num_workers: int,
-              buffer: int) -> grain.IterDataset:
-  it = ds.to_iter_dataset()
+  grain's defaults (16 threads, 500 elements ahead) would hold up to 500
+  whole BATCHES per process here (gigabytes at 224 px); `buffer` batches
+  ahead in `read_threads` threads are enough to hide the loading.
+  """
+  it = ds.to_iter_dataset(grain.ReadOptions(
+      num_threads=read_threads, prefetch_buffer_size=max(buffer, 1)))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=num_workers, per_worker_buffer_size=buffer))
@@ -167,7 +311,8 @@ def _prefetch(ds: grain.MapDataset, num_workers: int,
 def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
                   global_batch: int, batch_sharding,
                   num_workers: int = 0, buffer: int = 2,
-                  rows: tuple[int, int] | None = None) -> grain.IterDataset:
+                  rows: tuple[int, int] | None = None,
+                  read_threads: int = READ_THREADS) -> grain.IterDataset:
   """The infinite, shuffled training stream of this process's rows.
 
   Args:
@@ -180,6 +325,7 @@ def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
     buffer: batches prefetched per worker.
     rows: this process's rows [start, stop) of each global batch; default
       from `batch_sharding` (`sharding.process_rows`).
+    read_threads: threads loading batches in each loading process.
 
   Returns:
     A grain IterDataset of host-local numpy batches; `iter()` of it is
@@ -191,11 +337,10 @@ def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
         f"the split has {n} examples, fewer than one batch of "
         f"{global_batch}; use a smaller config.batch_size or more data.")
   rows = rows or shd.process_rows(global_batch, batch_sharding)
-  ds = (grain.MapDataset.range(n).seed(spec.seed).shuffle().repeat()
-        .batch(global_batch, drop_remainder=True)
-        .map(_TakeRows(*rows))
+  ds = (grain.MapDataset.range(ENDLESS)
+        .map(_BatchPositions(n, global_batch, rows, spec.seed))
         .map_with_index(LoadRows(source, index, spec, global_batch, rows)))
-  return _prefetch(ds, num_workers, buffer)
+  return _prefetch(ds, num_workers, buffer, read_threads)
 
 
 def eval_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
@@ -214,9 +359,8 @@ def eval_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
     raise sources.DataError("the evaluation split has no examples")
   padded = -(-n // global_batch) * global_batch
   rows = shd.process_rows(global_batch, batch_sharding)
-  ds = (grain.MapDataset.range(padded)
-        .batch(global_batch, drop_remainder=True)
-        .map(_TakeRows(*rows))
+  ds = (grain.MapDataset.range(padded // global_batch)
+        .map(_BatchPositions(n, global_batch, rows, None))
         .map_with_index(LoadRows(source, index, spec, global_batch, rows,
                                  num_valid=n)))
   return _prefetch(ds, num_workers, 2), n
