@@ -45,15 +45,20 @@ def copy_shards(pairs: list[tuple[str, str]]) -> None:
   import tensorflow as tf
 
   for src, dst in pairs:
-    reader = array_record_module.ArrayRecordReader(src)
-    try:
-      with tf.io.TFRecordWriter(dst) as writer:
-        n = reader.num_records()
-        for start in range(0, n, _COPY_BATCH):
-          for raw in reader.read(start, min(n, start + _COPY_BATCH)):
-            writer.write(raw)
-    finally:
-      reader.close()
+    with tf.io.TFRecordWriter(dst) as writer:
+      for raw in _records(src):
+        writer.write(raw)
+
+
+def _records(path: str):
+  """The serialized records of an ArrayRecord shard, read in batches."""
+  reader = array_record_module.ArrayRecordReader(path)
+  try:
+    n = reader.num_records()
+    for start in range(0, n, _COPY_BATCH):
+      yield from reader.read(start, min(n, start + _COPY_BATCH))
+  finally:
+    reader.close()
 
 
 def write_tfrecord_twin(split_infos) -> list[epath.Path]:
@@ -132,15 +137,11 @@ def rewrite_uncompressed(paths) -> None:
   """
   for path in paths:
     src, tmp = str(path), f"{path}.uncompressed"
-    reader = array_record_module.ArrayRecordReader(src)
     writer = array_record_module.ArrayRecordWriter(
         tmp, "group_size:1,uncompressed")
     try:
-      n = reader.num_records()
-      for start in range(0, n, _COPY_BATCH):
-        for raw in reader.read(start, min(n, start + _COPY_BATCH)):
-          writer.write(raw)
+      for raw in _records(src):
+        writer.write(raw)
     finally:
       writer.close()
-      reader.close()
     epath.Path(tmp).replace(src)

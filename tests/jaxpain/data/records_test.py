@@ -12,12 +12,10 @@ import io
 import os
 import shutil
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxpain import sharding as shd
 from jaxpain.data import pipeline, records, sources
 
 SIDE, STORED = 48, 24
@@ -64,13 +62,6 @@ def built(tmp_path_factory):
         manual_dir=str(info.root)))
     dirs[layout] = str(root / "d")
   return dirs, info
-
-
-@pytest.fixture(scope="module")
-def sharding():
-  mesh = shd.create_mesh((1, 1, 1), ("data", "fsdp", "tensor"),
-                         jax.devices()[:1])
-  return shd.batch_sharding(mesh, ("data", "fsdp"))
 
 
 def _open(built, layout):
