@@ -144,6 +144,11 @@ class LoadRows:
     self._num_valid = num_valid
     self._cache = _NeutralCache(spec.neutral_cache_mb << 20)
 
+  def __getstate__(self):  # each process fills its own cache
+    state = dict(self.__dict__)
+    state["_cache"] = _NeutralCache(self._spec.neutral_cache_mb << 20)
+    return state
+
   def __call__(self, batch_number: int, positions: np.ndarray) -> dict:
     n = len(self._examples)
     batch = _Batch(len(positions))
