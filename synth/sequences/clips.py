@@ -15,26 +15,17 @@ render, never next to TensorFlow (tfds_3dpain/synthetic.py explains).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from synth import background as background_lib
 from synth import identity as identity_lib
 from synth import pipeline, render
 from synth.config import ConfigError, SynthConfig
-from synth.sequences import aus
+from synth.sequences import aus, clipset
 
 _OFFSET_CHUNK = 64
-
-
-def clip_config(size: int = 64, seed: int = 0, texture_size: int = 256,
-                background: str = "procedural", **fields) -> SynthConfig:
-  """The SynthConfig a clip renders with (views and head as synth's)."""
-  if background not in ("procedural", "none"):
-    raise ConfigError(f"clips need a static background: 'procedural' or "
-                      f"'none', got {background!r}")
-  return SynthConfig(num_identities=1, seed=seed, resolution=size,
-                     texture_size=texture_size, background=background,
-                     **fields)
 
 
 class ClipRenderer:
@@ -43,13 +34,13 @@ class ClipRenderer:
   Args:
     identity: synth identity index (a subject renders as its subject_id).
     view: an index into config.views, or a (yaw_deg, pitch_deg) pair.
-    config: rendering settings (clip_config()); resolution is the frame
-      side, seed picks the identity population.
+    config: rendering settings (clipset.clip_config()); resolution is the
+      frame side, seed picks the identity population.
   """
 
   def __init__(self, identity: int, view: int | tuple[float, float] = 0,
                config: SynthConfig | None = None):
-    self.config = config or clip_config()
+    self.config = config or clipset.clip_config()
     if self.config.background not in ("procedural", "none"):
       raise ConfigError("clips need a static background: 'procedural' or "
                         f"'none', got {self.config.background!r}")
@@ -118,7 +109,22 @@ def render_clip(au: np.ndarray, identity: int = 0,
   For several clips of one identity, keep a ClipRenderer instead (the
   identity's texture is painted once per renderer).
   """
-  return ClipRenderer(identity, view, clip_config(size, seed)).render(au)
+  return ClipRenderer(identity, view, clipset.clip_config(size, seed)).render(au)
+
+
+def render_subject_clips(spec: clipset.ClipSetConfig, subject_id: int
+                         ) -> list[clipset.Clip]:
+  """clipset.plan_subject's clips with their frames and neutral images."""
+  config = spec.render_config()
+  renderers: dict[int, ClipRenderer] = {}
+  out = []
+  for clip in clipset.plan_subject(spec, subject_id):
+    if clip.view not in renderers:
+      renderers[clip.view] = ClipRenderer(subject_id, clip.view, config)
+    r = renderers[clip.view]
+    out.append(dataclasses.replace(clip, frames=r.render(clip.au),
+                                   neutral=r.neutral))
+  return out
 
 
 def _view(config: SynthConfig, view) -> tuple[int, tuple[float, float]]:

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from synth import pipeline
-from synth.sequences import aus, clips
+from synth.sequences import aus, clips, clipset
 
 SIZE, IDENTITY = 32, 4
 
 
 @pytest.fixture(scope="module")
 def renderer():
-  config = clips.clip_config(SIZE, seed=1, texture_size=64)
+  config = clipset.clip_config(SIZE, seed=1, texture_size=64)
   return clips.ClipRenderer(IDENTITY, view=1, config=config)
 
 
