@@ -39,6 +39,7 @@ from tfds_3dpain import (
   official,
   official_layout,
   runner,
+  sequences,
   splits,
   synthetic,
 )
@@ -115,6 +116,8 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
+    if cfg.sequences is not None:
+      return sequences.dataset_info(self, cfg.sequences)
     if cfg.official:
       feats = features.official_features()
       spec = None
@@ -153,6 +156,8 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
   def _split_generators(self, dl_manager):
     if self.builder_config.official:
       fn, by_split = self._official_units(dl_manager)
+    elif self.builder_config.sequences is not None:
+      fn, by_split = sequences.split_units(self.builder_config.sequences)
     else:
       spec = self.builder_config.synth
       fn = functools.partial(synthetic.identity_examples, spec)
@@ -204,7 +209,9 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
     """Index, TFRecord twin, skipped-file report, then the marker (last)."""
     split_infos = list(self.info.splits.values())
     if self.info.file_format == FileFormat.ARRAY_RECORD:
-      index.build({s.name: s.filepaths for s in split_infos}, self.data_path)
+      if self.builder_config.sequences is None:  # Clips hold their neutral.
+        index.build({s.name: s.filepaths for s in split_infos},
+                    self.data_path)
       if formats.tensorflow_available():
         formats.write_tfrecord_twin(split_infos)
         if FileFormat.TFRECORD not in self.info.alternative_file_formats:
