@@ -47,11 +47,11 @@ class ClipRenderer:
     self.identity = int(identity)
     self.view_index, (self.yaw_deg, self.pitch_deg) = _view(self.config,
                                                             view)
-    self._ctx = pipeline._context(self.config)
+    self._ctx = pipeline.identity_context(self.config)
     ident = identity_lib.sample_identity(self.identity, self.config.seed)
     self._neutral_vertices = identity_lib.neutral_vertices(self._ctx.head,
                                                            ident)
-    self._maps = pipeline._texture(self._ctx, self.config, ident,
+    self._maps = pipeline.identity_texture(self._ctx, self.config, ident,
                                    self._neutral_vertices)
     self._background = _background(self.config, self.identity,
                                    self.view_index)
@@ -73,8 +73,9 @@ class ClipRenderer:
       r.set_head(self._ctx.head.faces, self._ctx.painter.atlas.uvs, tex,
                  self._neutral_vertices, rough)
       r.set_lighting(pipeline.lighting_of(self.config, self.identity))
-      r.frame(pipeline._framed(self._neutral_vertices, self._ctx.head),
-              self.config.framing)
+      framed = pipeline.framed_vertices(self._neutral_vertices,
+                                        self._ctx.head)
+      r.frame(framed, self.config.framing)
       self._face_node = r._face
     return r
 
@@ -109,7 +110,8 @@ def render_clip(au: np.ndarray, identity: int = 0,
   For several clips of one identity, keep a ClipRenderer instead (the
   identity's texture is painted once per renderer).
   """
-  return ClipRenderer(identity, view, clipset.clip_config(size, seed)).render(au)
+  renderer = ClipRenderer(identity, view, clipset.clip_config(size, seed))
+  return renderer.render(au)
 
 
 def render_subject_clips(spec: clipset.ClipSetConfig, subject_id: int
@@ -146,7 +148,8 @@ def _background(config: SynthConfig, identity: int, view: int):
   it for (identity, expression 0, view)."""
   if config.background == "none":
     return None
-  rng = pipeline._rng(config, identity, pipeline._BACKGROUND, 0, view)
+  rng = pipeline.stream_rng(
+      config, identity, pipeline.BACKGROUND_STREAM, 0, view)
   return background_lib.procedural_background(rng, config.resolution)
 
 
