@@ -73,15 +73,20 @@ def copy_shards(pairs: list[tuple[str, str]]) -> None:
   import tensorflow as tf
 
   for src, dst in pairs:
-    reader = array_record_module.ArrayRecordReader(src)
-    try:
-      with tf.io.TFRecordWriter(dst) as writer:
-        n = reader.num_records()
-        for start in range(0, n, _COPY_BATCH):
-          for raw in reader.read(start, min(n, start + _COPY_BATCH)):
-            writer.write(raw)
-    finally:
-      reader.close()
+    with tf.io.TFRecordWriter(dst) as writer:
+      for raw in _records(src):
+        writer.write(raw)
+
+
+def _records(path: str):
+  """The serialized records of an ArrayRecord shard, read in batches."""
+  reader = array_record_module.ArrayRecordReader(path)
+  try:
+    n = reader.num_records()
+    for start in range(0, n, _COPY_BATCH):
+      yield from reader.read(start, min(n, start + _COPY_BATCH))
+  finally:
+    reader.close()
 
 
 def write_tfrecord_twin(split_infos) -> list[epath.Path]:
@@ -147,3 +152,24 @@ def incomplete_reason(data_dir: epath.Path) -> str | None:
     more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
     return "; ".join(problems[:5]) + more
   return None
+
+
+def rewrite_uncompressed(paths) -> None:
+  """Rewrites ArrayRecord shards in place without compression.
+
+  TFDS writes zstd-compressed shards; for raw pixels, decompressing costs
+  more CPU per record than decoding a JPEG, so raw layouts store them
+  plain. The records (and so every reader) are unchanged; each shard is
+  written next to itself and renamed over it (the build folder is TFDS's
+  temporary one, so a failure leaves no half-written dataset).
+  """
+  for path in paths:
+    src, tmp = str(path), f"{path}.uncompressed"
+    writer = array_record_module.ArrayRecordWriter(
+        tmp, "group_size:1,uncompressed")
+    try:
+      for raw in _records(src):
+        writer.write(raw)
+    finally:
+      writer.close()
+    epath.Path(tmp).replace(src)

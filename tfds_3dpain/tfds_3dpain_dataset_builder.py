@@ -10,6 +10,8 @@ What this builder adds to a stock GeneratorBasedBuilder, and why:
   TFRecord there and need TensorFlow to write it; stack.md §5).
 - Work is done per identity, in a local process pool, or as a Beam
   PTransform when the download config carries Beam options (runner.py).
+- Images stored as the config's `storage` says (size, JPEG or raw uint8);
+  raw shards are rewritten without zstd (formats.rewrite_uncompressed).
 - After the shards are written: the identity-to-record index (index.py),
   the TFRecord twin when TensorFlow is installed, and the completeness
   marker (formats.py), all inside TFDS's temporary folder, before the rename.
@@ -41,6 +43,7 @@ from tfds_3dpain import (
   official,
   official_layout,
   runner,
+  sequences,
   splits,
   synthetic,
 )
@@ -125,11 +128,13 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
+    if cfg.sequences is not None:
+      return sequences.dataset_info(self, cfg.sequences)
     if cfg.official:
-      feats = features.official_features()
+      feats = features.official_features(cfg.storage)
       spec = None
     else:
-      feats = features.synthetic_features(cfg.synth.resolution)
+      feats = features.synthetic_features(cfg.synth.resolution, cfg.storage)
       spec = cfg.synth.to_dict()
     return self.dataset_info_from_configs(
         features=feats,
@@ -139,6 +144,7 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
             au_names=list(records.AU_NAMES),
             synth_config=spec,
             split_salt=configs.SPLIT_SALT,
+            image_storage=cfg.storage.to_dict(),
         ),
     )
 
@@ -163,9 +169,12 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
   def _split_generators(self, dl_manager):
     if self.builder_config.official:
       fn, by_split = self._official_units(dl_manager)
+    elif self.builder_config.sequences is not None:
+      fn, by_split = sequences.split_units(self.builder_config.sequences)
     else:
       spec = self.builder_config.synth
-      fn = functools.partial(synthetic.identity_examples, spec)
+      fn = functools.partial(synthetic.identity_examples, spec,
+                             storage=self.builder_config.storage)
       by_split = splits.assign(
           list(range(spec.num_identities)), configs.SPLIT_SALT
       )
@@ -217,13 +226,20 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
           "their AUs (kept as stored, like the released loader): %s",
           len(scan.pspi_mismatches), scan.pspi_mismatches[:MAX_LOGGED_NOTES],
       )
-    return official.identity_examples, by_split
+    fn = functools.partial(official.identity_examples,
+                           storage=self.builder_config.storage)
+    return fn, by_split
 
   def _finish_build(self) -> None:
     """Index, TFRecord twin, skipped-file report, then the marker (last)."""
     split_infos = list(self.info.splits.values())
     if self.info.file_format == FileFormat.ARRAY_RECORD:
-      index.build({s.name: s.filepaths for s in split_infos}, self.data_path)
+      if not self.builder_config.storage.compressed:
+        formats.rewrite_uncompressed(
+            [p for s in split_infos for p in s.filepaths])
+      if self.builder_config.sequences is None:  # Clips hold their neutral.
+        index.build({s.name: s.filepaths for s in split_infos},
+                    self.data_path)
       if formats.tensorflow_available():
         formats.write_tfrecord_twin(split_infos)
         if FileFormat.TFRECORD not in self.info.alternative_file_formats:

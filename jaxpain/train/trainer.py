@@ -234,7 +234,8 @@ def _train_spec(config) -> pipeline.InputSpec:
       fields += ("heatmap",)
   return pipeline.InputSpec(fields=fields,
                             neutral_mode=config.data.neutral_mode,
-                            seed=config.seed)
+                            seed=config.seed,
+                            image_size=int(config.model.image_size))
 
 
 def _maybe_split(config, split, sources):
