@@ -49,6 +49,7 @@ except ImportError:
   pass
 
 import absl.flags  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 absl.flags.FLAGS.mark_as_parsed()
@@ -118,25 +119,54 @@ def hdf5_dir(fab, tmp_path_factory):
   return root
 
 
-# --- A `3dpain/official` build whose train shard was cut short --------------
-# Shared by the bad-input tests of the train and eval commands: reading it
-# must name the damage and delete nothing.
+# --- `3dpain/official` builds with a damaged train shard --------------------
+# Shared by the bad-input tests of the train and eval commands and of `tfds
+# build`: reading them must name the damage and delete nothing. One build
+# from a fake release, copied and damaged two ways.
 
 
 @pytest.fixture(scope="session")
-def damaged_3dpain(tmp_path_factory):
-  """(data_dir, version folder, {file name: bytes}) of a truncated build."""
+def _official_build(tmp_path_factory):
+  """The data_dir of a pristine `3dpain/official` built from a fake release."""
   import tensorflow_datasets as tfds
 
   from tfds_3dpain import testing
 
-  root = tmp_path_factory.mktemp("damaged_3dpain")
+  root = tmp_path_factory.mktemp("official_build")
   release = testing.write_official_fixture(root / "release")
   builder = tfds.builder("3dpain/official", data_dir=str(root / "data"))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=str(release.root)))
-  version = builder.data_path
-  shard = version / "3dpain-train.array_record-00000-of-00001"
-  shard.write_bytes(shard.read_bytes()[:1000])
+  return root / "data"
+
+
+def _damaged_copy(pristine, dst, damage):
+  """(data_dir, version folder, {file name: bytes}) of a damaged copy."""
+  shutil.copytree(pristine, dst)
+  version = dst / "3dpain" / "official" / "1.0.0"
+  damage(version / "3dpain-train.array_record-00000-of-00001")
   files = {p.name: p.read_bytes() for p in version.iterdir()}
-  return str(root / "data"), version, files
+  return str(dst), version, files
+
+
+@pytest.fixture(scope="session")
+def damaged_3dpain(_official_build, tmp_path_factory):
+  """A copy whose train shard was cut short (what a broken copy leaves)."""
+  def cut(shard):
+    shard.write_bytes(shard.read_bytes()[:1000])
+
+  return _damaged_copy(_official_build,
+                       tmp_path_factory.mktemp("truncated") / "data", cut)
+
+
+@pytest.fixture(scope="session")
+def rotten_3dpain(_official_build, tmp_path_factory):
+  """A copy with 4 KiB of random bytes inside its train shard (same size)."""
+  def rot(shard):
+    data = bytearray(shard.read_bytes())
+    start = len(data) // 4
+    data[start:start + 4096] = np.random.default_rng(0).bytes(4096)
+    shard.write_bytes(bytes(data))
+
+  return _damaged_copy(_official_build,
+                       tmp_path_factory.mktemp("rotten") / "data", rot)

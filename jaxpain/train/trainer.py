@@ -307,7 +307,7 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
   last: dict[str, float] = {}
   last_val = None
   status = "done"
-  with PreemptionGuard() as guard:
+  with PreemptionGuard() as guard, bar:  # bar: closed on errors too
     for step in range(start + 1, total + 1):
       batch = next(batches)
       if step == start + 1:  # compile once, ahead of time, and report it
@@ -343,7 +343,6 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
         break
     if pending is not None:
       last = _account(pending, ckpt, history)
-  bar.close()
   ckpt.wait()
   writer.plot()
   return {"status": status, "step": int(jax.device_get(setup.train["step"])),

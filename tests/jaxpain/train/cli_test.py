@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -135,3 +136,22 @@ def test_damaged_dataset_is_named_and_nothing_deleted(env, tmp_path,
   assert "nothing was deleted" in line and "--overwrite" in line
   assert {p.name: p.read_bytes() for p in version.iterdir()} == files
   assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_record_is_named_with_its_shard_and_index(env, tmp_path,
+                                                          rotten_3dpain):
+  # The shard keeps its size, so only reading the record finds the damage:
+  # the data layer's message names dataset, split, shard file and index.
+  data_dir, version, files = rotten_3dpain
+  proc = _bad_run(env, ["--config", "configs/teacher.py:runlocal,data="
+                        f"3dpain/official,data_dir={data_dir}"],
+                  tmp_path / "run")
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  line = _error_line(proc.stderr)
+  shard = str(version / "3dpain-train.array_record-00000-of-00001")
+  assert re.search(r"dataset 3dpain/official split 'train' record \d+: "
+                   rf"shard {re.escape(shard)}, record \d+ of 66 in it is "
+                   r"damaged \(", line), line
+  assert "Nothing was changed" in line and "--overwrite" in line
+  assert {p.name: p.read_bytes() for p in version.iterdir()} == files
+
