@@ -5,26 +5,17 @@ from the device allocator (not host RSS). A tiny model, a few steps; no
 speed is asserted.
 """
 
-import argparse
 import math
 
 import pytest
 
-
-def _args(**kw):
-  a = dict(device='gpu', variant='mu/16', image_size=32, lora_rank=8,
-           no_neutral=False, dinov3=False, attention='auto',
-           no_shared_base=False, remat=False, batch=4, peak_gemm=256,
-           no_augment=True, prng='threefry', torch_amp='auto',
-           resolved_dtype='bfloat16')
-  a.update(kw)
-  return argparse.Namespace(**a)
+from tests.jaxpain.bench.side_args import side_args
 
 
 @pytest.mark.gpu
 def test_jax_side_trains_in_bf16_with_cudnn_attention_on_gpu():
   from jaxpain.bench import jax_side
-  side = jax_side.JaxSide(_args(), {})
+  side = jax_side.JaxSide(side_args(), {})
   info = side.info()
   assert info['platform'] == 'gpu' and info['attention'] == 'cudnn'
   assert info['dtype'] == 'bfloat16'

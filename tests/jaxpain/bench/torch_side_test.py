@@ -5,19 +5,10 @@ peak memory from torch's CUDA allocator. A tiny model, a few steps; no
 speed is asserted.
 """
 
-import argparse
 
 import pytest
 
-
-def _args(**kw):
-  a = dict(device='gpu', variant='mu/16', image_size=32, lora_rank=8,
-           no_neutral=False, dinov3=False, attention='auto',
-           no_shared_base=False, remat=False, batch=4, peak_gemm=256,
-           no_augment=True, prng='threefry', torch_amp='auto',
-           resolved_dtype='bfloat16')
-  a.update(kw)
-  return argparse.Namespace(**a)
+from tests.jaxpain.bench.side_args import side_args
 
 
 @pytest.mark.gpu
@@ -26,7 +17,7 @@ def test_torch_side_trains_with_fp16_and_a_grad_scaler_on_cuda():
   if not torch.cuda.is_available():
     pytest.skip('torch sees no CUDA device')
   from jaxpain.bench import torch_side
-  side = torch_side.TorchSide(_args(), {})
+  side = torch_side.TorchSide(side_args(), {})
   assert side.info()['amp'] == 'fp16' and side.scaler is not None
   assert len(side.run('train', 2)) == 2
   assert side.memory()['device_peak_bytes'] > 0
