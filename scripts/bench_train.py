@@ -60,6 +60,11 @@ def parse_args(argv=None):
   add('--remat', action='store_true', help='JAX: rematerialise blocks')
   add('--dinov3', action='store_true',
       help='DINOv3 token path (RoPE + registers, N=201) on both sides')
+  add('--prng', choices=('threefry', 'rbg', 'unsafe_rbg'),
+      default='threefry', help="JAX dropout PRNG (config.dropout_prng)")
+  add('--malloc', choices=('default', 'retain'), default='default',
+      help='glibc malloc tunables of every side; retain: keep freed memory '
+      '(no per-step page faults; jaxpain.bench.workers.MALLOC)')
   add('--sides', default='jax,torch', help='comma list; see docstring')
   add('--phases', default=','.join(train.PHASES))
   add('--threads', type=int, default=len(os.sched_getaffinity(0)),

@@ -38,6 +38,7 @@ class JaxSide:
     m.shared_base = flag(over, 'shared_base', not a.no_shared_base)
     m.remat = flag(over, 'remat', a.remat)
     m.scan_blocks = flag(over, 'scan', True)
+    c.dropout_prng = over.get('prng', a.prng)
     c.batch_size = c.eval_batch_size = a.batch
     c.mesh.shape = (1, 1, 1)
     self.cfg = c
@@ -50,12 +51,15 @@ class JaxSide:
     self._steps: dict = {}
 
   def info(self) -> dict:
-    m = self.cfg.model
+    c = self.cfg
+    m = c.model
     return {'framework': 'jax', 'device': self.dev.device_kind,
             'platform': self.dev.platform, 'dtype': m.dtype,
             'shared_base': m.shared_base, 'remat': m.remat,
             'scan_blocks': m.scan_blocks,
-            'attention': m.attention_impl,
+            'attention': m.attention_impl, 'dropout_prng': c.dropout_prng,
+            'xla_flags': os.environ.get('XLA_FLAGS', ''),
+            'glibc_tunables': os.environ.get('GLIBC_TUNABLES'),
             'threads': len(os.sched_getaffinity(0))}
 
   def peak(self) -> float:

@@ -73,6 +73,55 @@ def format_table(rep: dict) -> str:
   return '\n'.join(lines)
 
 
+def _gib(r: dict) -> str:
+  return _mem(r).replace(' GiB', '')
+
+
+def summary_table(reports: list[dict]) -> str:
+  """One Markdown row per run and phase: the first JAX side against the
+  first torch side (rates, paired ratio with spread, MFU, peak memory).
+
+  Args:
+    reports: reports of `jaxpain.bench.train.main`, e.g. one per variant.
+  """
+  lines = ['| variant | batch | phase | JAX samples/s | PyTorch samples/s '
+           '| JAX / PyTorch (paired, p10-p90) | per CPU-s | MFU JAX / '
+           'PyTorch | peak memory JAX / PyTorch (GiB) |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for rep in reports:
+    sides = list(rep['results'])
+    jx = next(s for s in sides if s.startswith('jax'))
+    tc = next((s for s in sides if s.startswith('torch')), None)
+    cfg = rep.get('config', {})
+    for phase, r in rep['results'][jx].items():
+      t = rep['results'][tc][phase] if tc else {}
+      row = rep['ratios'][phase]
+      key = f'{jx} / {tc}'
+      spread = _ratio(row.get(f'{key} paired p10-p90', [None, None]))
+      lines.append(
+        f"| {cfg.get('variant', '?')} | {cfg.get('batch', '?')} | {phase} | "
+        f"{_num(r['samples_per_s'], '.1f')} | "
+        f"{_num(t.get('samples_per_s'), '.1f')} | "
+        f"{_ratio(row.get(f'{key} paired'))} ({spread}) | "
+        f"{_ratio(row.get(f'{key} per CPU-s'))} | "
+        f"{_num(r.get('mfu'), '.1f', 100)}% / "
+        f"{_num(t.get('mfu'), '.1f', 100)}% | {_gib(r)} / "
+        f"{_gib(t) if t else 'n/a'} |")
+  return '\n'.join(lines)
+
+
+def summarize_files(paths: list[str]) -> str:
+  """`summary_table` of JSON reports on disk (unreadable ones are named)."""
+  reports = []
+  for path in paths:
+    try:
+      with open(path) as f:
+        reports.append(json.load(f))
+    except (OSError, ValueError) as e:
+      raise SystemExit(f'bench report {path}: cannot read it ({e})') from e
+  return summary_table(reports)
+
+
 def write_json(rep: dict, path: str) -> None:
   """Writes the report atomically (a temp file, then a rename)."""
   tmp = path + '.tmp'

@@ -6,9 +6,14 @@ single levers measured as extra sides in the same run as the defaults.
 
 from __future__ import annotations
 
-# Overrides each side kind accepts in its spec.
-SIDE_KEYS = {'jax': ('dtype', 'shared_base', 'remat', 'attention', 'scan'),
-             'torch': ('amp',)}
+# Overrides each side kind accepts in its spec. Any side: `malloc` (glibc
+# allocator tunables, see workers.MALLOC), `xla_flags` (comma-separated,
+# appended to XLA_FLAGS), `src` (import jaxpain from another checkout, to
+# compare two commits in one run).
+COMMON_KEYS = ('malloc', 'xla_flags', 'src')
+SIDE_KEYS = {'jax': ('dtype', 'shared_base', 'remat', 'attention', 'scan',
+                     'prng', *COMMON_KEYS),
+             'torch': ('amp', *COMMON_KEYS)}
 
 
 def parse_side(spec: str) -> tuple[str, dict]:

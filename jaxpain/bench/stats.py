@@ -125,7 +125,8 @@ def ratios(results: dict, sides: Sequence[str], phases: Sequence[str]
     phase -> {'<side> / <base>': samples/s ratio, '... paired': median of
     per-round ratios, '... paired p10-p90': [p10, p90], '... per CPU-s':
     ratio of samples per CPU second, '... paired per CPU-s': median of
-    per-round CPU-time ratios, '<jax side> / <jax ref>': samples/s ratio}.
+    per-round CPU-time ratios, '<jax side> / <jax ref>' (plain, paired,
+    per CPU-s): a lever against the default JAX side}.
   """
   base = next((s for s in sides if s.startswith('torch')), None)
   ref = next((s for s in sides if s.startswith('jax')), None)
@@ -146,7 +147,11 @@ def ratios(results: dict, sides: Sequence[str], phases: Sequence[str]
         row[f'{key} paired per CPU-s'] = paired(
           r['round_cpu_ms'], b['round_cpu_ms'])['median']
       if ref and s != ref and s.startswith('jax'):
-        row[f'{s} / {ref}'] = ratio(r['samples_per_s'],
-                                    results[ref][phase]['samples_per_s'])
+        f = results[ref][phase]
+        row[f'{s} / {ref}'] = ratio(r['samples_per_s'], f['samples_per_s'])
+        row[f'{s} / {ref} paired'] = paired(
+          r['round_median_ms'], f['round_median_ms'])['median']
+        row[f'{s} / {ref} per CPU-s'] = ratio(r['samples_per_cpu_s'],
+                                              f['samples_per_cpu_s'])
     out[phase] = row
   return out

@@ -38,6 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
   """Defaults: the released synthetic pretraining recipe (reference.md §B.2)."""
   c = ml_collections.ConfigDict()
   c.seed = 42  # model init, shuffle, augmentation and dropout streams
+  # PRNG of the dropout masks: 'threefry' | 'rbg' | 'unsafe_rbg' (faster
+  # masks on CPU and TPU; see jaxpain.models.layers.rekey).
+  c.dropout_prng = "threefry"
   c.mode = "student"  # 'teacher' (heatmaps) | 'student' (RGB [+ teacher])
 
   # Model: fields of jaxpain.models.vitpain.ViTPainConfig, plus `name`.
@@ -308,6 +311,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.model.init_scheme not in ("released", "scratch"):
     raise ConfigError(f"model.init_scheme {c.model.init_scheme!r} not in "
                       "('released', 'scratch')")
+  if c.dropout_prng not in ("threefry", "rbg", "unsafe_rbg"):
+    raise ConfigError(f"dropout_prng {c.dropout_prng!r} not in "
+                      "('threefry', 'rbg', 'unsafe_rbg')")
   if c.best_mode not in ("min", "max"):
     raise ConfigError(f"best_mode must be 'min' or 'max': {c.best_mode}")
   _check_counts(c)

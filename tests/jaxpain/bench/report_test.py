@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from jaxpain.bench import report, stats
 
 
@@ -59,3 +61,25 @@ def test_json_written_whole(tmp_path):
   report.write_json(_report(), str(path))
   assert json.loads(path.read_text())['peak_source'] == 'measured'
   assert not (tmp_path / 'rep.json.tmp').exists()
+
+
+def test_summary_table_one_row_per_run_and_phase():
+  rep = _report()
+  rep['config'] = {'variant': 'S/16', 'batch': 8}
+  text = report.summary_table([rep, dict(rep, config={'variant': 'B/16',
+                                                      'batch': 4})])
+  rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
+  assert len(rows) == 2
+  assert rows[0].startswith('| S/16 | 8 | train | 2.0 | 1.0 | 2.00x '
+                            '(2.00x-2.00x) | 1.00x | 20.0% / 10.0% |')
+  assert rows[1].startswith('| B/16 | 4 | train |')
+
+
+def test_summarize_files_reads_reports_and_names_a_bad_one(tmp_path):
+  rep = dict(_report(), config={'variant': 'L/16', 'batch': 64})
+  path = tmp_path / 'l16.json'
+  report.write_json(rep, str(path))
+  assert '| L/16 | 64 | train |' in report.summarize_files([str(path)])
+  (tmp_path / 'bad.json').write_text('{')
+  with pytest.raises(SystemExit, match='bad.json'):
+    report.summarize_files([str(tmp_path / 'bad.json')])

@@ -80,6 +80,8 @@ def test_ratios_against_the_first_torch_and_first_jax_side():
   assert row['jax / torch paired per CPU-s'] == pytest.approx(2.0)
   assert row['jax+scan=0 / torch'] == pytest.approx(1.0)
   assert row['jax+scan=0 / jax'] == pytest.approx(0.5)
+  assert row['jax+scan=0 / jax paired'] == pytest.approx(0.5)
+  assert row['jax+scan=0 / jax per CPU-s'] == pytest.approx(1.0)
   assert 'torch / torch' not in row and 'jax / jax' not in row
 
 
@@ -87,4 +89,6 @@ def test_ratios_without_a_torch_side_compare_jax_sides_only():
   results = {'jax': {'eval': _res(4.0, [1.0])},
              'jax+remat=1': {'eval': _res(3.0, [1.0])}}
   row = stats.ratios(results, ['jax', 'jax+remat=1'], ['eval'])['eval']
-  assert row == {'jax+remat=1 / jax': pytest.approx(0.75)}
+  assert row == {'jax+remat=1 / jax': pytest.approx(0.75),
+                 'jax+remat=1 / jax paired': pytest.approx(1.0),
+                 'jax+remat=1 / jax per CPU-s': pytest.approx(0.75)}
