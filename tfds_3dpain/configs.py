@@ -153,6 +153,21 @@ BUILDER_CONFIGS = [
             "job's dataset (1,188 images)"
         ),
     ),
+    make_config(
+        "main",
+        num_identities=600,
+        resolution=64,
+        texture_size=256,
+        views=((0.0, 8.0),),
+        background="none",
+        pspi_range=(0, 16),
+        storage=ImageStorage(size=32, layout="raw"),
+        description=(
+            "600 identities, one frontal view, no background, PSPI 0..16 on "
+            "the pain expressions, rendered at 64x64 and stored at 32x32: "
+            "the main job's dataset (6,600 images)"
+        ),
+    ),
     ThreeDPainConfig(
         name="official",
         official=True,

@@ -131,6 +131,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.best_mode = "min"
   c.async_checkpoints = True
   c.progress_bar = True
+  c.progress_desc = "train"  # label of the progress bar
 
   # Initialisation when the workdir has no checkpoint (resume always wins).
   c.init_from = ml_collections.ConfigDict(dict(

@@ -300,7 +300,8 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
   from tqdm.auto import tqdm
 
   tgroups = teacher.groups if teacher is not None else None
-  bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True,
+  bar = tqdm(total=total, initial=start, desc=config.progress_desc,
+             dynamic_ncols=True,
              disable=not config.progress_bar or jax.process_index() > 0)
   pending = None  # (step, device metrics): checked one step late
   history: dict[str, list[float]] = {}

@@ -1,8 +1,8 @@
 """The main job end to end on the smallest scale, and its resume.
 
 Synthesizes `3dpain/tiny` (3 identities, 48 px), trains the teacher and the
-three students for two steps each with the 1-block test model, evaluates and
-writes the report. The numbers mean nothing at this scale; what is checked is
+three students (two seeds each) for two steps each with the 1-block test
+model, evaluates and writes the report. The numbers mean nothing at this scale; what is checked is
 that every stage ran on the right inputs and that the report says so.
 """
 
@@ -12,10 +12,11 @@ import math
 import pytest
 from PIL import Image
 
-from jaxpain import main_job
+from jaxpain import main_job, main_report
 
 ARGS = ["--dataset", "tiny", "--image-size", "32", "--variant", "mu/16",
-        "--patch-size", "8", "--steps", "2", "--batch", "8"]  # 8 devices
+        "--patch-size", "8", "--steps", "2", "--batch", "8",  # 8 devices
+        "--seeds", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -26,52 +27,87 @@ def finished(tmp_path_factory, compile_cache):
   return work
 
 
-def test_report_compares_the_three_students_and_the_teacher(finished):
+def test_report_compares_the_students_over_seeds(finished):
   report = finished / "report"
   metrics = json.loads((report / "metrics.json").read_text())
-  assert set(metrics) == {*main_job.STUDENTS, "teacher"}
+  runs = metrics["runs"]
+  assert set(runs) == {*main_job.STUDENTS, "constant"}
   for name in main_job.STUDENTS:
-    assert math.isfinite(metrics[name]["mae"]), name
-    assert 0 <= metrics[name]["mae"] <= 16, name
-    assert (report / name / "metrics.json").exists(), name
+    per_seed = runs[name]["per_seed"]
+    assert set(per_seed) == {"0", "1"}, name
+    maes = [per_seed[s]["mae"] for s in ("0", "1")]
+    assert all(0 <= m <= 16 for m in maes), name
+    assert runs[name]["mean"]["mae"] == pytest.approx(sum(maes) / 2)
+    assert runs[name]["sd"]["mae"] == pytest.approx(
+        abs(maes[0] - maes[1]) / math.sqrt(2))
+    assert (report / name / "seed1" / "metrics.json").exists(), name
+  const = runs["constant"]["mean"]
+  assert 0 <= const["prediction"] <= 16 and 0 < const["mae"] <= 16
   assert metrics["teacher"]["step"] in (1, 2)  # its best checkpoint
-  summary = (report / "summary.md").read_text()
-  for name, (_, _, desc) in main_job.STUDENTS.items():
-    assert f"| {name} ({desc}) |" in summary
-  assert "Heatmap teacher" in summary and "2 steps per run" in summary
+  assert [t["met"] in (True, False) for t in metrics["targets"]] == [True] * 4
+  assert set(metrics["stage_seconds"]) == {"dataset", "teacher", "evaluate",
+                                           *main_job.STUDENTS}
+  text = (report / "report.md").read_text()
+  for name, (_, _, _) in main_job.STUDENTS.items():
+    assert f"| {name} (" in text and "| 2 |" in text
+  assert "Heatmap teacher" in text and "2 steps per student" in text
+  assert "## Targets" in text and "## Time per stage" in text
   for png in ("curves.png", "contact_sheet.png"):
     Image.open(report / png).verify()
 
 
-def test_curves_draw_every_run(finished, monkeypatch):
+def test_curves_draw_every_run_and_seed(finished, monkeypatch):
   drawn = []
   import matplotlib.axes
 
   real = matplotlib.axes.Axes.plot
 
   def spy(self, *a, label=None, **kw):
-    drawn.append((self.get_title(), label, len(a[0])))
+    drawn.append((label, len(a[0])))
     return real(self, *a, label=label, **kw)
 
   monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
-  main_job._curves(str(finished / "report"),
-                   main_job.parse_args(["--workdir", str(finished), *ARGS]))
-  runs = {label for _, label, _ in drawn}
+  main_report.curves(str(finished / "report"), str(finished))
+  runs = {label for label, _ in drawn if label}
   assert runs == {"teacher", *main_job.STUDENTS}
-  assert all(n >= 1 for _, _, n in drawn)
+  # two panels; the teacher once, every student once per seed
+  assert len(drawn) == 2 * (1 + 2 * len(main_job.STUDENTS))
+  assert all(n >= 1 for _, n in drawn)
+
+
+def test_mean_sd_and_a_difference_within_the_seed_spread():
+  assert main_report.mean_sd([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
+  assert main_report.mean_sd([2.0]) == (2.0, 0.0)
+
+  def run(maes):
+    return main_report.summarise({i: {"mae": m, "pearson": 0.9}
+                                  for i, m in enumerate(maes)}, "x")
+
+  runs = {"student_distill": run([2.0, 2.2]),
+          "student_no_teacher": run([2.1, 2.5]),
+          "student_no_neutral": run([4.0, 4.1]),
+          "constant": {"mean": {"mae": 4.2}, "sd": {"mae": 0.0}}}
+  by_name = {t["name"]: t for t in main_report.targets(runs)}
+  neutral = by_name["neutral reference lowers MAE >= 15% (no teacher)"]
+  assert neutral["met"] and not neutral["within_spread"]
+  distill = by_name["distillation lowers MAE >= 5% (equal steps)"]
+  assert distill["value"] == pytest.approx(0.2 / 2.3)
+  assert distill["met"] and distill["within_spread"]
 
 
 def test_rerun_resumes_without_training_again(finished, capsys):
   before = (finished / "report" / "metrics.json").read_text()
   clock = finished / "report" / "stage_seconds.json"
   seconds = json.loads(clock.read_text())
-  assert set(seconds) == {"dataset", "teacher", *main_job.STUDENTS,
-                          *(f"eval {n}" for n in main_job.STUDENTS)}
-  stamps = {p: p.stat().st_mtime for p in finished.glob("*/DONE")}
-  assert len(stamps) == 1 + len(main_job.STUDENTS)
+  assert set(seconds) == {"dataset", "teacher", "evaluate",
+                          *main_job.STUDENTS}
+  stamps = {p: p.stat().st_mtime
+            for p in [*finished.glob("*/DONE"), *finished.glob("*/*/DONE")]}
+  assert len(stamps) == 1 + 2 * len(main_job.STUDENTS)
   assert main_job.main(["--workdir", str(finished), *ARGS]) == 0
   out = capsys.readouterr().out
-  assert out.count("already finished") == 1 + len(main_job.STUDENTS)
+  assert out.count("already finished") == 1 + 2 * len(main_job.STUDENTS)
+  assert "| student_distill (" in out and "report.md" in out
   assert {p: p.stat().st_mtime for p in stamps} == stamps
   after = json.loads((finished / "report" / "metrics.json").read_text())
   assert after == json.loads(before)
