@@ -168,6 +168,20 @@ BUILDER_CONFIGS = [
             "the main job's dataset (6,600 images)"
         ),
     ),
+    make_config(
+        "main_large",
+        num_identities=1500,
+        resolution=64,
+        texture_size=256,
+        views=((0.0, 8.0),),
+        background="none",
+        pspi_range=(0, 16),
+        storage=ImageStorage(size=48, layout="raw"),
+        description=(
+            "`main` at a larger scale: 1,500 identities stored at 48x48, the "
+            "main job's longer run (16,500 images)"
+        ),
+    ),
     ThreeDPainConfig(
         name="official",
         official=True,
