@@ -230,20 +230,22 @@ def flax_rules(rules: Rules, state: Any) -> tuple[tuple[str, Any], ...]:
 
 
 def sharded_init(
-    init_fn: Callable[[], Any], shardings: Any, mesh: Mesh
+    init_fn: Callable[..., Any], shardings: Any, mesh: Mesh, *args
 ) -> Any:
-  """Runs `init_fn` under jit so its outputs are created already sharded.
+  """Runs `init_fn(*args)` under jit so its outputs are created sharded.
 
   Args:
     init_fn: returns a pytree of arrays (e.g. pure-dict states).
     shardings: matching pytree of NamedShardings.
     mesh: the mesh (made current while tracing).
+    *args: traced arguments (e.g. the seed: one compiled program then
+      serves every seed, and XLA's persistent cache can reuse it).
 
   Returns:
     The initialised pytree, each leaf laid out as in `shardings`.
   """
   with mesh_context(mesh):
-    return jax.jit(init_fn, out_shardings=shardings)()
+    return jax.jit(init_fn, out_shardings=shardings)(*args)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

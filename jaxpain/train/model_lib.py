@@ -88,13 +88,23 @@ def check(model_cfg: Mapping[str, Any]) -> None:
     raise ConfigError(f"config.model: {e}") from None
 
 
-def build(model_cfg: Mapping[str, Any], seed: int) -> nnx.Module:
-  """Builds the model unsharded (the caller jits this with out_shardings)."""
+def build(model_cfg: Mapping[str, Any], seed: int | jax.Array
+          ) -> nnx.Module:
+  """Builds the model unsharded (the caller jits this with out_shardings).
+
+  `seed` may be traced (an integer array): the keys are then the same as
+  for the Python int, and one compiled init serves every seed.
+  """
   spec = get_spec(model_cfg["name"])
   eager = getattr(nnx, "use_eager_sharding", None)
   ctx = eager(False) if eager else _null()
+  if isinstance(seed, int):
+    rngs = nnx.Rngs(params=seed, dropout=seed + 1)
+  else:
+    rngs = nnx.Rngs(params=jax.random.key(seed),
+                    dropout=jax.random.key(seed + 1))
   with ctx:
-    return spec.build(model_cfg, nnx.Rngs(params=seed, dropout=seed + 1))
+    return spec.build(model_cfg, rngs)
 
 
 class _null:

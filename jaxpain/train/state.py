@@ -88,14 +88,16 @@ def create(config: ml_collections.ConfigDict, mesh, total_steps: int
   train_sh = {"step": repl, "params": p_sh, "opt_state": opt_sh}
   const_sh = {g: parts.shardings[g] for g in ("frozen", "rngs", "other")}
 
-  def init():
-    groups = _init_groups(model_cfg, config.seed)
+  def init(seed):
+    groups = _init_groups(model_cfg, seed)
     params = {g: groups[g] for g in model_lib.TRAINABLE}
     train = {"step": jnp.zeros((), jnp.int32), "params": params,
              "opt_state": tx.init(params)}
     return train, {g: groups[g] for g in const_sh}
 
-  train, consts = shd.sharded_init(init, (train_sh, const_sh), mesh)
+  # The seed is traced, not baked in: seeds of one model share a program.
+  train, consts = shd.sharded_init(init, (train_sh, const_sh), mesh,
+                                   jnp.asarray(config.seed, jnp.uint32))
   return TrainSetup(parts, tx, scheds, train, consts, train_sh, const_sh)
 
 
