@@ -86,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--seeds", type=int, default=3,
                  help="seeds per student (seed, seed+1, ...); the report "
                  "gives mean and sd over them")
+  p.add_argument("--students", nargs="+", choices=list(STUDENTS),
+                 default=list(STUDENTS),
+                 help="which students to train (default: all three)")
   p.add_argument("--mesh", default=None,
                  help="device mesh data.fsdp.tensor covering all devices, e.g. "
                  "2.2.2 (default: all devices on the data axis)")
@@ -134,8 +137,9 @@ def use_compile_cache(path: str) -> None:
 
   The seeds of a student, and the evaluations of every run of one model
   shape, compile the same programs; with the cache only the first compiles
-  (evaluation went from about 37 s to ... per run). It lives in the workdir
-  so that `--fresh` times the job from nothing.
+  (an evaluation took about 35 s without, 10 s with, on the loaded
+  development machine). It lives in the workdir so that `--fresh` times
+  the job from nothing.
   """
   import jax
 
@@ -329,25 +333,6 @@ def constant_predictor(data_name: str, data_dir: str) -> dict:
           "rmse": float(np.sqrt((err ** 2).mean())), "count": len(test)}
 
 
-def teacher_test_metrics(teacher_dir: str) -> dict:
-  """The trainer's own test pass of the teacher (best checkpoint), if any.
-
-  The teacher sees heatmaps, not RGB, so it is scored by the trainer on
-  heatmap inputs rather than by the RGB evaluator; it shows what the
-  pipeline learns from a direct signal.
-  """
-  from jaxpain.train import metrics_writer
-
-  path = os.path.join(teacher_dir, "metrics.jsonl")
-  rows = [r for r in metrics_writer.read_jsonl(path)
-          if r.get("split") == "test"] if os.path.exists(path) else []
-  if not rows:
-    return {}
-  last = rows[-1]
-  return {"step": int(last["step"]), "mae": float(last["mae"]),
-          "pearson": float(last["pearson_r"])}
-
-
 def main(argv=None) -> int:
   """The main job; bad input: one line, exit status 2 (synth.cli_errors)."""
   args = parse_args(argv)
@@ -377,7 +362,8 @@ def _main(args) -> int:
     train(train_config(args, "teacher", data_name, data_dir), teacher_dir,
           "teacher")
 
-  for name, (cfg_file, extra, desc) in STUDENTS.items():
+  for name in args.students:
+    cfg_file, extra, desc = STUDENTS[name]
     if cfg_file == "student_distill":
       extra = f"teacher={teacher_dir}"
     _log(f"training {name} ({desc}), seeds {seeds(args)}")
@@ -388,8 +374,8 @@ def _main(args) -> int:
               run_dir, f"{name} seed {s}")
 
   _log("evaluating every student on the test identities")
-  results = {name: {} for name in STUDENTS}
-  todo = [(n, s) for n in STUDENTS for s in seeds(args)]
+  results = {name: {} for name in args.students}
+  todo = [(n, s) for n in args.students for s in seeds(args)]
   eval_dirs = {k: os.path.join(report_dir, k[0], f"seed{k[1]}") for k in todo}
   with clock.stage("evaluate", skip=all(map(_done, eval_dirs.values()))):
     for name, s in _bar(todo, "evaluate"):
@@ -397,7 +383,7 @@ def _main(args) -> int:
                                   data_name, data_dir, eval_dirs[name, s])
     constant = constant_predictor(data_name, data_dir)
   path = main_report.write_report(
-      report_dir, results, constant, teacher_test_metrics(teacher_dir),
+      report_dir, results, constant, main_report.teacher_test_metrics(teacher_dir),
       vars(args), clock.seconds)
   print(main_report.headline(report_dir))
   _log(f"report: {path}")

@@ -120,6 +120,22 @@ def make_config(
   )
 
 
+def _main_job_config(name: str, identities: int, stored: int,
+                     description: str) -> ThreeDPainConfig:
+  """The main job's data: many identities, a frontal view, no background.
+
+  A from-scratch ViT learns pain from many cheap identities (one view, small
+  images) and from the face alone (no background to fit); PSPI 0..16 on the
+  pain expressions puts pain-free examples in every split. Rendered at 64 px
+  and stored raw at `stored` px (docs/training.md, "The main job").
+  """
+  return make_config(
+      name, num_identities=identities, resolution=64, texture_size=256,
+      views=((0.0, 8.0),), background="none", pspi_range=(0, 16),
+      storage=ImageStorage(size=stored, layout="raw"),
+      description=description)
+
+
 BUILDER_CONFIGS = [
     make_config(
         "full",
@@ -153,35 +169,15 @@ BUILDER_CONFIGS = [
             "job's dataset (1,188 images)"
         ),
     ),
-    make_config(
-        "main",
-        num_identities=600,
-        resolution=64,
-        texture_size=256,
-        views=((0.0, 8.0),),
-        background="none",
-        pspi_range=(0, 16),
-        storage=ImageStorage(size=32, layout="raw"),
-        description=(
-            "600 identities, one frontal view, no background, PSPI 0..16 on "
-            "the pain expressions, rendered at 64x64 and stored at 32x32: "
-            "the main job's dataset (6,600 images)"
-        ),
-    ),
-    make_config(
-        "main_large",
-        num_identities=1500,
-        resolution=64,
-        texture_size=256,
-        views=((0.0, 8.0),),
-        background="none",
-        pspi_range=(0, 16),
-        storage=ImageStorage(size=48, layout="raw"),
-        description=(
-            "`main` at a larger scale: 1,500 identities stored at 48x48, the "
-            "main job's longer run (16,500 images)"
-        ),
-    ),
+    _main_job_config(
+        "main", 600, 32,
+        "600 identities, one frontal view, no background, PSPI 0..16 on "
+        "the pain expressions, rendered at 64x64 and stored at 32x32: the "
+        "main job's dataset (6,600 images)"),
+    _main_job_config(
+        "main_large", 1500, 48,
+        "`main` at a larger scale: 1,500 identities stored at 48x48, the "
+        "main job's longer run (16,500 images)"),
     ThreeDPainConfig(
         name="official",
         official=True,

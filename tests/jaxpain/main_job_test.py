@@ -93,6 +93,21 @@ def test_mean_sd_and_a_difference_within_the_seed_spread():
   distill = by_name["distillation lowers MAE >= 5% (equal steps)"]
   assert distill["value"] == pytest.approx(0.2 / 2.3)
   assert distill["met"] and distill["within_spread"]
+  # a job that trained only the distilled student checks only its targets
+  only = {k: runs[k] for k in ("student_distill", "constant")}
+  assert [t["name"] for t in main_report.targets(only)] == [
+      "distilled student: Pearson r >= 0.8",
+      "distilled student: MAE <= half the constant's"]
+
+
+def test_students_picks_runs_and_refuses_unknown_names(tmp_path, capsys):
+  args = main_job.parse_args(["--students", "student_distill"])
+  assert args.students == ["student_distill"]
+  assert main_job.parse_args([]).students == list(main_job.STUDENTS)
+  with pytest.raises(SystemExit) as e:
+    main_job.main(["--workdir", str(tmp_path / "x"), "--students", "nope"])
+  assert e.value.code != 0 and "invalid choice" in capsys.readouterr().err
+  assert not (tmp_path / "x").exists()
 
 
 def test_rerun_resumes_without_training_again(finished, capsys):
