@@ -20,8 +20,9 @@ exist, so an interrupted job picks up where it stopped):
                stage), metrics.json, curves.png, per-run scatter/ROC plots,
                in `<workdir>/report/` (jaxpain.main_report).
 
-The defaults fit a 2-core CPU in about 7 minutes (`3dpain/main`: 600
-identities, one frontal view, no background, stored at 32 px; a Ti/16
+The defaults use about 580 s of CPU, 12.5 min wall on the shared 2-core
+development machine, an estimated 5-6.5 min on an idle one (`3dpain/main`:
+600 identities, one frontal view, no background, stored at 32 px; a Ti/16
 model with 8-px patches, trained from scratch, as there are no pretrained
 weights offline; 3 seeds). `--dataset`, `--image-size`, `--variant`,
 `--steps` and `--seeds` scale it. docs/training.md, "The main job", has the

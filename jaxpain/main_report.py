@@ -96,10 +96,11 @@ def targets(runs: dict) -> list[dict]:
     d, c = runs["student_distill"], runs["constant"]
     out += [
         {"name": "distilled student: Pearson r >= 0.8", "value":
-         d["mean"]["pearson"], "threshold": 0.8,
+         d["mean"]["pearson"], "sd": d["sd"]["pearson"], "threshold": 0.8,
          "met": d["mean"]["pearson"] >= 0.8},
         {"name": "distilled student: MAE <= half the constant's",
-         "value": d["mean"]["mae"], "threshold": c["mean"]["mae"] / 2,
+         "value": d["mean"]["mae"], "sd": d["sd"]["mae"],
+         "threshold": c["mean"]["mae"] / 2,
          "met": d["mean"]["mae"] <= c["mean"]["mae"] / 2},
     ]
   for name, better, worse, need in (
@@ -188,7 +189,8 @@ def _target_lines(metrics: dict) -> list[str]:
              + (": within the spread)" if t["within_spread"] else ")"))
       need = f"{100 * t['threshold']:.0f}%"
     else:
-      got, need = f"{t['value']:.3f}", f"{t['threshold']:.3f}"
+      got = f"{t['value']:.3f} ± {_num(t.get('sd')):.3f}"
+      need = f"{t['threshold']:.3f}"
     lines.append(f"| {t['name']} | {got} | {need} | "
                  f"{'yes' if t['met'] else 'NO'} |")
   return lines
