@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Sets up .venv (if needed) and runs the main job on the embedded default head:
-# synthesize 3DPain (600 identities, 32 px), build it as TFDS, train the teacher
-# and, over 3 seeds, the distilled student and two ablations,
-# evaluate on held-out identities, write runs/main/report/report.md. Extra
-# args go to the job,
-# e.g. `bash scripts/main_job.sh --workdir runs/other`.
+# synthesize 3DPain (600 identities, 32 px) and build it as TFDS, train the
+# heatmap teacher and, over 3 seeds, the distilled RGB student and two
+# ablations, evaluate on held-out identities, write runs/main/report/report.md.
+# Extra args go to the job, e.g. `bash scripts/main_job.sh --workdir runs/other`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
