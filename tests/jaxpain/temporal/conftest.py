@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny simulated dataset and one tiny training run.
+
+Built once for this test package and reused by the train, evaluate, drift
+and CLI tests. A persistent XLA compilation cache lives as long as the
+package's tests, so every program (init, train step, sampler chunk) is
+compiled once, however many runs and rollouts use it.
+"""
+
+import os
+
+import pytest
+
+from jaxpain.temporal import config as config_lib
+from jaxpain.temporal import data as data_lib
+
+# The runlocal config with a tiny dataset: 4 train subjects of 20 s.
+TINY_ARGS = {"runlocal": True}
+
+
+def tiny_config(data_dir: str, **overrides):
+  c = config_lib.base_config()
+  config_lib.apply_args(c, dict(TINY_ARGS, **overrides))
+  c.data.dir = data_dir
+  return c
+
+
+@pytest.fixture(scope="package", autouse=True)
+def temporal_compile_cache(tmp_path_factory):
+  import jax
+
+  keys = ("jax_compilation_cache_dir",
+          "jax_persistent_cache_min_compile_time_secs",
+          "jax_persistent_cache_min_entry_size_bytes")
+  old = {k: getattr(jax.config, k) for k in keys}
+  jax.config.update(keys[0], str(tmp_path_factory.mktemp("temporal_xla")))
+  jax.config.update(keys[1], 0.0)
+  jax.config.update(keys[2], 0)
+  yield
+  for k, v in old.items():
+    jax.config.update(k, v)
+
+
+@pytest.fixture(scope="package")
+def tiny_data(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("temporal_data"))
+  s = tiny_config(root).simulate
+  data_lib.simulate_splits(root, 0, {"train": s.train, "val": s.val,
+                                     "test": s.test}, s.programmes,
+                           s.duration_s, s.test_duration_s)
+  return root
+
+
+@pytest.fixture(scope="package")
+def tiny_run(temporal_compile_cache, tiny_data, tmp_path_factory):
+  """A runlocal model trained 6 steps; (workdir, train result)."""
+  from jaxpain.temporal import train
+
+  workdir = str(tmp_path_factory.mktemp("temporal_run"))
+  result = train.train(tiny_config(tiny_data), workdir)
+  assert os.path.isfile(os.path.join(workdir, "model.json"))
+  return workdir, result
