@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   # jaxpain.temporal.sampler.SamplerConfig fields (inference only).
   c.sampler = ml_collections.ConfigDict(dict(
-      context=4, num_levels=32, uncertainty=1.0, sigma_min=0.002,
+      context=4, num_levels=16, uncertainty=1.0, sigma_min=0.002,
       sigma_max=80.0, rho=7.0, guidance=(0.25, 0.5, 1.0),
       replace_context=False))
 
@@ -61,6 +61,11 @@ def base_config() -> ml_collections.ConfigDict:
       # (sigma_min) and left out of the loss: the situation of streaming,
       # where the context is clean.
       clean_prefix_prob=0.25,
+      # With this probability a window's sigmas are a random moment of a
+      # pyramid rollout (train.pyramid_sigmas) instead of independent
+      # draws: the configurations the streaming sampler actually visits.
+      pyramid_prob=0.5,
+      pyramid_levels=16,
   ))
 
   c.optim = ml_collections.ConfigDict(dict(
@@ -104,21 +109,26 @@ def apply_small(c: ml_collections.ConfigDict) -> None:
 
 
 def apply_runlocal(c: ml_collections.ConfigDict) -> None:
-  """Seconds-long smoke settings (tests, a first try)."""
+  """Seconds-long settings (tests, a first try): the tiny model, a small
+  window, 300 steps on 12 subjects; enough to stay within the simulator's
+  per-minute bounds on a one-minute rollout (tests/.../drift_test.py)."""
   c.model.variant = "tiny"
   c.model.window = 8
   c.model.stim_history = 4
   c.sampler.context = 2
   c.sampler.num_levels = 8
-  c.batch_size = 8
-  c.num_train_steps = 6
-  c.optim.warmup_steps = 2
-  c.log_every = 2
-  c.eval_every = 3
-  c.checkpoint_every = 3
+  c.batch_size = 16
+  c.num_train_steps = 300
+  c.optim.lr = 2e-3
+  c.optim.end_lr = 2e-4
+  c.optim.warmup_steps = 20
+  c.optim.ema_decay = 0.99
+  c.log_every = 50
+  c.eval_every = 150
+  c.checkpoint_every = 150
   c.data.val_windows = 16
   c.progress_bar = False
-  c.simulate.update(dict(train=4, val=1, test=2, duration_s=20.0,
+  c.simulate.update(dict(train=12, val=1, test=2, duration_s=40.0,
                          test_duration_s=20.0))
 
 

@@ -71,6 +71,14 @@ def level_table(num_levels: int, sigma_min: float, sigma_max: float,
       num_levels, sigma_min, sigma_max, rho)]).astype(np.float32)
 
 
+def karras_sigma(level, num_levels: int, sigma_min: float,
+                 sigma_max: float, rho: float = 7.0):
+  """sigma at a (continuous) level in [1, num_levels] of `karras_sigmas`."""
+  frac = (level - 1.0) / (num_levels - 1.0)
+  lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+  return (lo + frac * (hi - lo)) ** rho
+
+
 def sample_sigmas(key: jax.Array, shape: tuple[int, ...], p_mean: float,
                   p_std: float) -> jax.Array:
   """ln sigma ~ N(p_mean, p_std^2), independently per entry (per token)."""

@@ -116,6 +116,12 @@ def batch_loss(net: model.PainDenoiser, batch: dict, key, dcfg: dict,
     is_pre = jnp.arange(w)[None, :] < n_pre[:, None]
     sigma = jnp.where(is_pre, 0.002, sigma)
     mask = (~is_pre).astype(jnp.float32)
+    if train and dcfg.get("pyramid_prob", 0.0) > 0:
+      k_pyr, k_use = jax.random.split(k_len)
+      s_pyr, m_pyr = pyramid_sigmas(k_pyr, b, w, context, dcfg)
+      use = (jax.random.uniform(k_use, (b, 1)) < dcfg["pyramid_prob"])
+      sigma = jnp.where(use, s_pyr, sigma)
+      mask = jnp.where(use, m_pyr, mask)
   p_drop = dcfg["cond_drop"] if train else 0.0
   drop = jax.random.uniform(k_drop, (b, 3)) < p_drop
   x = x0 + sigma[..., None] * jax.random.normal(k_eps, x0.shape)
@@ -123,6 +129,37 @@ def batch_loss(net: model.PainDenoiser, batch: dict, key, dcfg: dict,
           norm.expr_to_model(batch["expr"]), batch["emotion"], drop)
   per_token = edm.token_loss(d, x0, sigma, norm.sigma_data, dcfg["loss"])
   return (per_token * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+PYRAMID_U = (0.5, 1.0, 2.0, 4.0)
+
+
+def pyramid_sigmas(key, b: int, w: int, context: int, dcfg: dict):
+  """Per-token sigmas of a random moment of a pyramid rollout.
+
+  A continuous version of schedule.pyramid: random context length c in
+  [0, C], uncertainty u from PYRAMID_U, step m in [0, R]; token j >= c at
+  level L + (j - c) u - m clipped to [0, L] (L = dcfg['pyramid_levels']),
+  mapped to sigma by the Karras formula. Tokens at level 0 (context or
+  finished) are clean (sigma_min) and left out of the loss, as the sampler
+  never updates them.
+
+  Returns:
+    (sigma (b, w), loss mask (b, w)).
+  """
+  num = dcfg["pyramid_levels"]
+  k_c, k_u, k_m = jax.random.split(key, 3)
+  c = jax.random.randint(k_c, (b, 1), 0, context + 1)
+  u = jnp.asarray(PYRAMID_U)[jax.random.randint(k_u, (b, 1), 0,
+                                                len(PYRAMID_U))]
+  steps = num + (w - 1 - c) * u
+  m = jax.random.uniform(k_m, (b, 1)) * steps
+  j = jnp.arange(w)[None, :]
+  level = jnp.clip(num + (j - c) * u - m, 0.0, num)
+  level = jnp.where(j < c, 0.0, level)
+  active = level >= 1.0
+  sigma = edm.karras_sigma(jnp.maximum(level, 1.0), num, 0.002, 80.0)
+  return jnp.where(active, sigma, 0.002), active.astype(jnp.float32)
 
 
 def make_train_step(graphdef, tx, sched, config, train_sh, batch_sh, repl):
@@ -248,7 +285,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
       keep_best=1, best_metric="val/loss", best_mode="min",
       async_save=False)
-  writer = metrics_writer.MetricsWriter(workdir)
+  writer = _JsonlWriter(workdir)
   try:
     latest = ckpt.latest_step()
     if latest is not None:  # resume: state AND data position
@@ -265,10 +302,32 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                           ckpt, writer, start, total, stop_at)
   finally:
     ckpt.close()
-    writer.close()
   writer.plot()
   return {"workdir": workdir, "step": int(jax.device_get(state["step"])),
           "resumed_from": latest, **last}
+
+
+class _JsonlWriter:
+  """metrics.jsonl (appended, flushed per line) and curves.png; the
+  trainer's TensorBoard writer is left out on purpose (its import costs
+  seconds of CPU per run, a lot for minute-long CPU trainings)."""
+
+  def __init__(self, workdir: str):
+    self.enabled = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.png = os.path.join(workdir, "curves.png")
+
+  def write(self, step: int, split: str, metrics: dict) -> None:
+    if self.enabled:
+      row = {"step": int(step), "split": split,
+             **{k: float(v) for k, v in metrics.items()}}
+      with open(self.path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+  def plot(self) -> None:
+    if self.enabled and os.path.exists(self.path):
+      metrics_writer.plot_curves(metrics_writer.read_jsonl(self.path),
+                                 self.png)
 
 
 def _val_loss(val_fn, params, val) -> float:

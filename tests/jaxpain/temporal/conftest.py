@@ -13,7 +13,7 @@ import pytest
 from jaxpain.temporal import config as config_lib
 from jaxpain.temporal import data as data_lib
 
-# The runlocal config with a tiny dataset: 4 train subjects of 20 s.
+# The runlocal config: the tiny model, 12 train subjects of 40 s.
 TINY_ARGS = {"runlocal": True}
 
 
@@ -52,7 +52,7 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def tiny_run(temporal_compile_cache, tiny_data, tmp_path_factory):
-  """A runlocal model trained 6 steps; (workdir, train result)."""
+  """The runlocal model (300 steps); (workdir, train result)."""
   from jaxpain.temporal import train
 
   workdir = str(tmp_path_factory.mktemp("temporal_run"))

@@ -19,26 +19,26 @@ def _params(workdir):
 
 def test_train_writes_model_and_checkpoints(tiny_run):
   workdir, result = tiny_run
-  assert result["step"] == 6 and np.isfinite(result["train_loss"])
+  assert result["step"] == 300 and np.isfinite(result["train_loss"])
   assert np.isfinite(result["val_loss"])
   assert os.path.isfile(os.path.join(workdir, "metrics.jsonl"))
   net, scfg, info = train.load_model(workdir)
-  assert info["step"] == 6 and scfg.context == 2
+  assert info["step"] == 300 and scfg.context == 2
   assert net.norm.num_aus == 13
 
 
 def test_resume_gives_the_uninterrupted_result(tiny_data, tiny_run,
                                                tmp_path):
-  """Stop at step 3 (a checkpoint), resume to 6: same parameters as the
-  uninterrupted run, so the resumed run saw the same batches."""
+  """Stop at step 100 (a checkpoint), resume to 300: the same parameters
+  as the uninterrupted run, so the resumed run saw the same batches."""
   workdir = str(tmp_path / "resumed")
   config = tiny_config(tiny_data)
-  first = train.train(config, workdir, stop_at=3)
-  assert first["step"] == 3
+  first = train.train(config, workdir, stop_at=100)
+  assert first["step"] == 100
   second = train.train(config, workdir)
-  assert second["resumed_from"] == 3 and second["step"] == 6
+  assert second["resumed_from"] == 100 and second["step"] == 300
   step_a, a = _params(tiny_run[0])
   step_b, b = _params(workdir)
-  assert step_a == step_b == 6
+  assert step_a == step_b == 300
   for x, y in zip(a, b, strict=True):
     np.testing.assert_array_equal(x, y)
