@@ -20,6 +20,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from synth import config as synth_config
+from synth.sequences import clipset
 
 SynthConfig = synth_config.SynthConfig
 
@@ -39,6 +40,8 @@ class ThreeDPainConfig(tfds.core.BuilderConfig):
       number of identities, resolution, views and backends live here.
     official: import the released 3D-Pain from the manual folder instead of
       generating.
+    sequences: rendered pain clips instead of images (the `sequences`
+      configs; tfds_3dpain/sequences.py).
     split_csv: file name of the released split CSV searched for in the
       manual folder (`official` only); without it, identities are split
       70/20/10 by hash like the synthetic configs.
@@ -50,14 +53,23 @@ class ThreeDPainConfig(tfds.core.BuilderConfig):
 
   synth: SynthConfig | None = None
   official: bool = False
+  sequences: clipset.ClipSetConfig | None = None
   split_csv: str = OFFICIAL_SPLIT_CSV
   num_workers: int | None = None
 
   def __post_init__(self):
-    if self.official == (self.synth is not None):
+    sources = (self.synth is not None, self.official,
+               self.sequences is not None)
+    if sum(sources) != 1:
       raise ValueError(
-          f"3dpain config {self.name!r}: give a SynthConfig (synthetic) or "
-          "official=True (import of the released data), exactly one of them"
+          f"3dpain config {self.name!r}: give a SynthConfig (synthetic), "
+          "official=True (import of the released data) or a ClipSetConfig "
+          "(sequences), exactly one of them"
+      )
+    if self.sequences is not None and self.sequences.num_subjects < 3:
+      raise ValueError(
+          f"3dpain config {self.name!r} has {self.sequences.num_subjects} "
+          "subjects; the 70/20/10 split needs at least 3"
       )
     if self.synth is not None and self.synth.num_identities < 3:
       raise ValueError(
@@ -137,6 +149,15 @@ BUILDER_CONFIGS = [
         description=(
             "Import of the released 3D-Pain files from the manual download "
             "folder"
+        ),
+    ),
+    ThreeDPainConfig(
+        name="sequences",
+        sequences=clipset.ClipSetConfig(num_subjects=300),
+        description=(
+            "Pain clips: 300 simulated subjects x 4 clips of 3 s at 25 fps, "
+            "64x64, one view each, per-frame AUs, PSPI and stimulus "
+            "(1,200 clips)"
         ),
     ),
 ]

@@ -13,8 +13,11 @@ Completeness: TFDS builds into a temporary folder and renames it, which is
 atomic on a local disk but not on object stores (a rename there is a copy),
 nor when someone copies a prepared folder and the copy is cut short. So the
 last step of our build writes `MARKER`, listing every data file with its
-size, and `incomplete_reason()` checks a folder against it; the builder
-treats a folder that fails the check as absent and rebuilds it.
+size, and `incomplete_reason()` checks a folder against it. A folder that
+fails the check is never deleted by a read, nor by a plain prepare: the
+builder raises `DamagedBuildError`, and only an explicit rebuild (`tfds build
+--overwrite`, or a download mode that overwrites) replaces it. An `official`
+import or a `full` build is hours of work; a read must not throw it away.
 """
 
 from __future__ import annotations
@@ -33,6 +36,30 @@ MARKER = "3dpain_files.json"
 # Written by TFDS after our _download_and_prepare, so not in the marker.
 TFDS_FILES = ("dataset_info.json", "features.json")
 _COPY_BATCH = 256
+
+
+class DamagedBuildError(RuntimeError):
+  """A prepared folder fails the completeness check; nothing was deleted."""
+
+
+def damaged_build_error(name: str, config: str, data_dir: epath.Path,
+                        root: epath.Path, reason: str) -> DamagedBuildError:
+  """The one-line error for a damaged folder, with the rebuild command.
+
+  Args:
+    name: the dataset name (`3dpain`).
+    config: the builder config's name.
+    data_dir: the damaged version folder.
+    root: the TFDS data_dir it lives in.
+    reason: what `incomplete_reason` found.
+  """
+  return DamagedBuildError(
+      f"{name}/{config} at {data_dir} is damaged ({reason}); nothing was "
+      "deleted. Restore it from a copy, or rebuild it on purpose: `tfds "
+      f"build tfds_3dpain --config {config} --data_dir {root} --overwrite` (Python: "
+      "download_and_prepare(download_config=tfds.download.DownloadConfig("
+      "download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)))"
+  )
 
 
 def tensorflow_available() -> bool:

@@ -47,14 +47,21 @@ def identity_examples(
     RuntimeError: the generator broke its contract (wrong count, identity or
       missing neutral view), which would otherwise mislabel examples.
   """
+  return run_rendering(_identity_examples_here, spec, index)
+
+
+def run_rendering(fn, *args):
+  """fn(*args) where rendering is safe: here in a rendering process, else
+  in the spawned helper process (fn must be a picklable module function).
+  """
   if _render_process:
     if "tensorflow" in sys.modules:
       raise RuntimeError(
           "3dpain: TensorFlow was imported in a rendering process, which "
           "crashes pyrender; keep TensorFlow out of synth workers"
       )
-    return _identity_examples_here(spec, index)
-  return _helper().apply(_identity_examples_here, (spec, index))
+    return fn(*args)
+  return _helper().apply(fn, args)
 
 
 def mark_render_process() -> None:

@@ -13,8 +13,10 @@ What this builder adds to a stock GeneratorBasedBuilder, and why:
 - After the shards are written: the identity-to-record index (index.py),
   the TFRecord twin when TensorFlow is installed, and the completeness
   marker (formats.py), all inside TFDS's temporary folder, before the rename.
-- A folder that fails the completeness check is removed when the builder is
-  created, so it is rebuilt instead of read.
+- A folder that fails the completeness check is never read and never
+  deleted implicitly: reading or preparing it raises DamagedBuildError
+  (one line, with the rebuild command); only a download mode that
+  overwrites (`tfds build --overwrite`) replaces it.
 - `_as_dataset` reads the TFRecord twin, so `tfds.load` gives tf.data from
   the same folder that `tfds.data_source` reads as ArrayRecord.
 
@@ -39,6 +41,7 @@ from tfds_3dpain import (
   official,
   official_layout,
   runner,
+  sequences,
   splits,
   synthetic,
 )
@@ -94,18 +97,6 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
     if file_format is None and not prepared:
       self.info.set_file_format(FileFormat.ARRAY_RECORD, override=True)
 
-  def _build_data_dir(self, given_data_dir):
-    """Picks the folder as TFDS does, discarding an incomplete one first."""
-    root, data_dir = super()._build_data_dir(given_data_dir)
-    reason = formats.incomplete_reason(data_dir)
-    if reason is not None:
-      logging.warning(
-          "3dpain: %s is an incomplete build (%s); removing it so that it is "
-          "prepared again.", data_dir, reason,
-      )
-      epath.Path(data_dir).rmtree()
-    return root, data_dir
-
   def is_prepared(self) -> bool:
     if not self.data_path.exists():
       return False
@@ -113,8 +104,30 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
         formats.incomplete_reason(self.data_path) is None
     )
 
+  def _check_not_damaged(self) -> None:
+    """DamagedBuildError if data_path exists but fails the marker check."""
+    reason = formats.incomplete_reason(self.data_path)
+    if reason is not None:
+      raise formats.damaged_build_error(
+          self.name, self.builder_config.name, self.data_path,
+          self.data_dir_root, reason)
+
+  def download_and_prepare(self, *, download_config=None, **kwargs):
+    """As TFDS; a damaged folder is only replaced by an overwriting mode."""
+    mode = download_config.download_mode if download_config else None
+    if not (mode and tfds.download.GenerateMode(mode).overwrite_dataset):
+      self._check_not_damaged()
+    super().download_and_prepare(download_config=download_config, **kwargs)
+
+  def as_data_source(self, *args, **kwargs):
+    """As TFDS; DamagedBuildError instead of reading a damaged folder."""
+    self._check_not_damaged()
+    return super().as_data_source(*args, **kwargs)
+
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
+    if cfg.sequences is not None:
+      return sequences.dataset_info(self, cfg.sequences)
     if cfg.official:
       feats = features.official_features()
       spec = None
@@ -153,6 +166,8 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
   def _split_generators(self, dl_manager):
     if self.builder_config.official:
       fn, by_split = self._official_units(dl_manager)
+    elif self.builder_config.sequences is not None:
+      fn, by_split = sequences.split_units(self.builder_config.sequences)
     else:
       spec = self.builder_config.synth
       fn = functools.partial(synthetic.identity_examples, spec)
@@ -204,7 +219,9 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
     """Index, TFRecord twin, skipped-file report, then the marker (last)."""
     split_infos = list(self.info.splits.values())
     if self.info.file_format == FileFormat.ARRAY_RECORD:
-      index.build({s.name: s.filepaths for s in split_infos}, self.data_path)
+      if self.builder_config.sequences is None:  # Clips hold their neutral.
+        index.build({s.name: s.filepaths for s in split_infos},
+                    self.data_path)
       if formats.tensorflow_available():
         formats.write_tfrecord_twin(split_infos)
         if FileFormat.TFRECORD not in self.info.alternative_file_formats:
@@ -227,6 +244,7 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
   def _as_dataset(self, split, decoders=None, read_config=None,
                   shuffle_files=False):
     """Reads the TFRecord twin: tf.data cannot read ArrayRecord."""
+    self._check_not_damaged()
     info = self.info
     if info.file_format == FileFormat.ARRAY_RECORD:
       if FileFormat.TFRECORD not in info.alternative_file_formats:

@@ -34,6 +34,7 @@ from synth.sequences import aus
 from synth.sequences import subject as subject_lib
 
 PROGRAMMES = ("biovid", "step", "joint")
+PROGRAMME_UNITS = {"biovid": "°C", "step": "°C", "joint": "deg"}
 UNIT_RANGES: dict[str, tuple[float, float]] = {
     "°C": (subject_lib.BASELINE_C, subject_lib.MAX_C),
     "deg": (0.0, 150.0),

@@ -11,7 +11,8 @@ Per frame t (aus.FPS), with drive u(t) in [0, 1] (programmes.py):
    constant `rise_s` while the target is above the response, `decay_s`
    while it is below. The result y(t) starts at its steady state.
 4. Gain: a(t) = PEAK_INTENSITY * gain * y(t) * m(t), where m(t) is a slow
-   log-normal OU modulation (no two trials alike).
+   log-normal OU modulation, smoothed over MODULATION_SMOOTH_S (no two
+   trials alike).
 5. Mixing: AU_k(t) = saturate(baseline_k + w_k a(t - lag_k) + n_k(t)) for
    graded AUs, with per-AU weights w_k, extra lags lag_k, resting offsets
    baseline_k (emotion) and OU noise n_k; `aus.saturate` is 0 below 0, the
@@ -39,6 +40,7 @@ from synth.sequences import subject as subject_lib
 ONSET_MARGIN = 0.2
 OVERDRIVE = 1.25
 CLOSURE_LEVEL = 0.5
+MODULATION_SMOOTH_S = 1.0
 BLINK_S = (0.1, 0.3)
 _AU43 = aus.AU_INDEX["AU43"]
 
@@ -132,6 +134,18 @@ def ou_noise(rng: np.random.Generator, num_frames: int, tau_s: float,
   return x * sigma
 
 
+def gain_modulation(rng: np.random.Generator, num_frames: int,
+                    subject: subject_lib.Subject) -> np.ndarray:
+  """Step 4's m(t) = exp(OU), the OU smoothed by a MODULATION_SMOOTH_S
+  low-pass so that m has no frame-to-frame jitter (a raw OU path does,
+  which would make thresholds such as eye closure chatter)."""
+  slow = ou_noise(rng, num_frames, subject.gain_mod_tau_s,
+                  [subject.gain_mod_sigma])[:, 0]
+  a = np.exp(-1.0 / (MODULATION_SMOOTH_S * aus.FPS))
+  smooth, _ = signal.lfilter([1 - a], [1, -a], slow, zi=[a * slow[0]])
+  return np.exp(smooth)
+
+
 def blinks(rng: np.random.Generator, num_frames: int, rate_hz: float
            ) -> np.ndarray:
   """(T,) bool: Poisson blink onsets, each lasting BLINK_S seconds."""
@@ -160,8 +174,7 @@ def simulate(subject: subject_lib.Subject, stim: programmes.Stimulus,
                             subject.subject_id)
   n = stim.num_frames
   y = response(subject, stim.drive)
-  slow = ou_noise(rng, n, subject.gain_mod_tau_s, [subject.gain_mod_sigma])
-  y = y * np.exp(slow[:, 0])
+  y = y * gain_modulation(rng, n, subject)
   noise = ou_noise(rng, n, subject.noise_tau_s, subject.noise_sigma)
   blink = blinks(rng, n, subject.blink_rate_hz)
   lags = np.round(np.asarray(subject.au_lags_s) * aus.FPS).astype(int)

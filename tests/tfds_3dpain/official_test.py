@@ -1,5 +1,6 @@
 """`3dpain/official`: the import of the released layout, and its bad inputs."""
 
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -161,9 +162,16 @@ def test_csv_with_identity_in_two_splits_is_refused(
     prepare_official(release_copy, tmp_path / "data")
 
 
+def _tree(folder):
+  """{relative path: bytes} of every file under folder."""
+  folder = pathlib.Path(folder)
+  return {str(p.relative_to(folder)): p.read_bytes()
+          for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.parametrize("damage", ["truncated shard", "no marker"])
-def test_incomplete_folder_is_detected_and_rebuilt(
-    official_fixture, prepare_official, tmp_path, damage
+def test_damaged_folder_is_never_deleted_and_rebuilt_only_on_request(
+    official_fixture, prepare_official, official_local, tmp_path, damage
 ):
   data_dir = tmp_path / "data"
   version_dir = prepare_official(official_fixture.root, data_dir).data_path
@@ -174,9 +182,27 @@ def test_incomplete_folder_is_detected_and_rebuilt(
     shard.write_bytes(original[: len(original) // 2])
   else:
     (version_dir / formats.MARKER).unlink()
-  assert formats.incomplete_reason(version_dir) is not None
+  damaged = _tree(version_dir)
 
-  rebuilt = prepare_official(official_fixture.root, data_dir)
+  reads = {
+      "data_source": lambda: tfds.data_source(
+          "3dpain", split="train", data_dir=str(data_dir),
+          download=False, builder_kwargs={"config": official_local}),
+      "as_data_source": lambda: tfds.builder(
+          "3dpain", config=official_local, data_dir=str(data_dir)
+      ).as_data_source(split="train"),
+      "prepare": lambda: prepare_official(official_fixture.root, data_dir),
+  }
+  for what, read in reads.items():
+    with pytest.raises(formats.DamagedBuildError) as e:
+      read()
+    message = str(e.value)
+    assert "\n" not in message and "nothing was deleted" in message, what
+    assert "--overwrite" in message and str(version_dir) in message, what
+    assert _tree(version_dir) == damaged, f"{what} changed the folder"
+
+  rebuilt = prepare_official(official_fixture.root, data_dir,
+                             download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)
   assert rebuilt.is_prepared()
   assert formats.incomplete_reason(version_dir) is None
   assert shard.read_bytes() == original  # Deterministic rebuild.

@@ -52,7 +52,7 @@ def test_config_validation_names_the_problem():
   cfg = configs.make_config("custom", num_identities=5, resolution=64)
   assert cfg.synth.resolution == 64 and "5 synthetic identities" in cfg.description
   names = [c.name for c in tfds_3dpain.Builder.BUILDER_CONFIGS]
-  assert names == ["full", "small", "tiny", "demo", "official"]
+  assert names == ["full", "small", "tiny", "demo", "official", "sequences"]
 
 
 def _record(expression: int, size: int = 8) -> records.ImageRecord:

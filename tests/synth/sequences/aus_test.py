@@ -41,3 +41,11 @@ def test_saturate_is_monotone_bounded_and_identity_below_the_knee():
   low = (x >= 0) & (x <= 4)
   np.testing.assert_allclose(y[low], x[low], atol=1e-6)
   assert y[-1] > 4.99
+
+
+def test_pspi_runs_on_jax_arrays_under_jit():
+  jax = pytest.importorskip("jax")
+  au = np.random.default_rng(1).uniform(0, 5, (4, aus.NUM_AUS))
+  au = au.astype(np.float32)
+  out = jax.jit(aus.pspi)(jax.numpy.asarray(au))
+  np.testing.assert_allclose(np.asarray(out), aus.pspi(au), rtol=1e-6)
