@@ -5,7 +5,7 @@
   sample    --workdir W (--stimulus CSV | --programme P) --out AU.csv
             [--render FRAMES_DIR]            AU(t), PSPI(t) (and frames)
   evaluate  --workdir W [--full W2] --data DATA --out REPORT
-  job       --out DIR [--seeds 0,1,2]        all of it, end to end
+  job       [--out DIR] [--seeds 0,1,2]      all of it, end to end
 
 A config is `configs/temporal.py[:args]` (args as in jaxpain.temporal.
 config.apply_args). Bad input ends with one line on stderr and status 2.
@@ -222,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
   s.add_argument("--per_recording", type=int, default=1)
   s.add_argument("--seed", type=int, default=0)
   s = sub.add_parser("job", help="simulate -> ... -> render, >= 3 seeds")
-  s.add_argument("--out", required=True)
+  s.add_argument("--out", default="runs/temporal_job")
   s.add_argument("--seeds", default="0,1,2")
   s.add_argument("--config", default="configs/temporal.py:small")
   s.add_argument("--full_config", default="configs/temporal_fullseq.py:small")
@@ -238,9 +238,11 @@ def main(argv=None) -> int:
   import absl.flags  # grain reads absl flags (stack.md §7)
 
   absl.flags.FLAGS.mark_as_parsed()
+  from jaxpain.train.checkpoint import CheckpointError
+
   try:
     out = COMMANDS[a.command](a)
-  except (UsageError, ValueError, FileNotFoundError) as e:
+  except (UsageError, ValueError, FileNotFoundError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(json.dumps(out, indent=1, default=str))

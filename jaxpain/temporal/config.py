@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
       # draws: the configurations the streaming sampler actually visits.
       pyramid_prob=0.5,
       pyramid_levels=16,
+      # Weight of the frame-to-frame change loss (train.velocity_loss),
+      # which charges jumps between tokens like jumps inside them.
+      velocity_weight=1.0,
   ))
 
   c.optim = ml_collections.ConfigDict(dict(

@@ -4,7 +4,8 @@ render, over several seeds, then one report.
 Per seed s (a different simulated population, model init and data order):
 simulate recordings; train the diffusion-forcing model and the
 full-sequence baseline (same network, same steps); evaluate both and the
-retrieval / random / mean-face baselines on held-out subjects. Then: a
+retrieval / random / mean-face baselines on held-out subjects (as many
+`length`-frame segments as each test recording holds, S samples each). Then: a
 BioVid-programme sample as CSV (seed 0), a few rendered frames (when the
 rig's clip renderer is present), and `report.md` with mean ± sd over
 seeds, per-seed wins on PainCorr and PainSim, and PNG plots.
@@ -25,8 +26,11 @@ import numpy as np
 from jaxpain.temporal import cli, evaluate, report
 from jaxpain.temporal import data as data_lib
 from jaxpain.temporal import train as train_lib
+from synth import sequences as sq
 
 OURS, FULL = "diffusion forcing", "full-sequence"
+SAMPLE_SECONDS = 30.0  # the BioVid sample written as CSV
+RENDER_FRAMES = 75  # frames of it rendered (3 s)
 
 
 def _simulate(config, out: str, seed: int) -> None:
@@ -56,9 +60,10 @@ def run_seed(out: str, seed: int, spec: str, full_spec: str,
   _simulate(config, data_dir, seed)
   cpu = {OURS: _train(spec, seed, data_dir, os.path.join(root, "df")),
          FULL: _train(full_spec, seed, data_dir, os.path.join(root, "full"))}
+  per_rec = max(1, int(config.simulate.test_duration_s * sq.FPS) // length)
   res = evaluate.run({OURS: os.path.join(root, "df"),
                       FULL: os.path.join(root, "full")}, data_dir, samples,
-                     length, seed=seed, progress=True)
+                     length, per_rec, seed=seed, progress=True)
   summary = evaluate.save(res, os.path.join(root, "eval"))
   summary["train_cpu_s"] = cpu
   with open(os.path.join(root, "eval", "summary.json"), "w") as f:
@@ -66,19 +71,15 @@ def run_seed(out: str, seed: int, spec: str, full_spec: str,
   return summary
 
 
-def _sample_and_render(out: str) -> dict:
-  wd = os.path.join(out, "seed0", "df")
+def _sample_and_render(out: str, seed: int) -> dict:
+  """A BioVid-programme sample as CSV, its first seconds rendered."""
+  wd = os.path.join(out, f"seed{seed}", "df")
   csv_path = os.path.join(out, "sample_biovid.csv")
   args = cli.parser().parse_args(
       ["sample", "--workdir", wd, "--programme", "biovid", "--duration",
-       "30", "--out", csv_path])
+       str(SAMPLE_SECONDS), "--out", csv_path])
   res = cli.cmd_sample(args)
-  try:
-    from synth.sequences import clips  # noqa: F401
-  except ImportError:
-    res["render"] = "skipped: synth.sequences.clips is not in this checkout"
-    return res
-  au = np.loadtxt(csv_path, delimiter=",", skiprows=1)[:75, 4:-1]
+  au = np.loadtxt(csv_path, delimiter=",", skiprows=1)[:RENDER_FRAMES, 4:-1]
   res["frames_dir"] = cli.render(au.astype(np.float32),
                                  os.path.join(out, "frames"), 0, 96)
   return res
@@ -99,15 +100,16 @@ def wins(per_seed: Sequence[dict]) -> dict[str, str]:
 
 
 def run(out: str, seeds: Sequence[int], spec: str = "configs/temporal.py:"
-        "small", full_spec: str = "configs/temporal_fullseq.py:small"
-        ) -> dict:
+        "small", full_spec: str = "configs/temporal_fullseq.py:small",
+        samples: int = 3, length: int = 400) -> dict:
   """The whole job; writes `out/report.md` and returns its numbers."""
   if len(seeds) < 1:
     raise ValueError("give at least one seed")
   os.makedirs(out, exist_ok=True)
   t0 = time.time()
-  per_seed = [run_seed(out, s, spec, full_spec) for s in seeds]
-  sample = _sample_and_render(out)
+  per_seed = [run_seed(out, s, spec, full_spec, samples, length)
+              for s in seeds]
+  sample = _sample_and_render(out, seeds[0])
   agg = report.aggregate([s["metrics"] for s in per_seed])
   ref = report.aggregate([{"gt": s["reference"]} for s in per_seed])["gt"]
   bars = report.plot_metrics(agg, os.path.join(out, "metrics.png"))

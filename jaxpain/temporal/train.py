@@ -128,7 +128,29 @@ def batch_loss(net: model.PainDenoiser, batch: dict, key, dcfg: dict,
   d = net(x, sigma, norm.stim_to_model(batch["stim"]),
           norm.expr_to_model(batch["expr"]), batch["emotion"], drop)
   per_token = edm.token_loss(d, x0, sigma, norm.sigma_data, dcfg["loss"])
+  if dcfg.get("velocity_weight", 0.0) > 0:
+    per_token = per_token + dcfg["velocity_weight"] * velocity_loss(
+        d, x0, sigma, norm.sigma_data, cfg.frames_per_token, dcfg["loss"])
   return (per_token * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def velocity_loss(d, x0, sigma, sigma_data: float, fs: int, kind: str):
+  """Per-token error of the frame-to-frame change, (B, T).
+
+  Frame t's change AU(t) - AU(t-1) is charged to the token of frame t, so
+  a jump between tokens (a seam) costs what it costs inside a token. A
+  change across a token boundary is weighted by the SMALLER EDM weight of
+  the two tokens: the noisier token's error must not be amplified by its
+  cleaner neighbour's large weight. The first frame has no predecessor.
+  """
+  df, xf = tokens.from_tokens(d, fs), tokens.from_tokens(x0, fs)
+  diff = (jnp.diff(df, axis=1) - jnp.diff(xf, axis=1)).astype(jnp.float32)
+  err = jnp.square(diff) if kind == "l2" else jnp.abs(diff)
+  lam = jnp.repeat(edm.loss_weight(sigma, sigma_data, kind), fs, axis=1)
+  w = jnp.minimum(lam[:, 1:], lam[:, :-1])  # frames 1.. and their previous
+  per_frame = jnp.pad(w * err.mean(-1), ((0, 0), (1, 0)))
+  b, t = sigma.shape
+  return per_frame.reshape(b, t, fs).mean(-1)
 
 
 PYRAMID_U = (0.5, 1.0, 2.0, 4.0)
@@ -401,6 +423,15 @@ def load_model(workdir: str, which: str | int = "latest", ema: bool = True
     restored = ck.restore_partial(step, {"train": {group: target}})
   finally:
     ck.close()
-  net = nnx.merge(graphdef, restored["train"][group])
+  params = restored["train"][group]
+  missing = [jax.tree_util.keystr(p) for p, x in
+             jax.tree_util.tree_flatten_with_path(params)[0]
+             if isinstance(x, jax.ShapeDtypeStruct)]
+  if missing:
+    raise ckpt_lib.CheckpointError(
+        f"{workdir} step {step} lacks parameters {missing[:3]} of this "
+        "model: it was trained with another version of "
+        "jaxpain.temporal.model; retrain it")
+  net = nnx.merge(graphdef, params)
   info["step"] = step
   return net, SamplerConfig.from_dict(info["sampler"]), info

@@ -3,6 +3,7 @@
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpain.temporal import train
@@ -42,3 +43,24 @@ def test_resume_gives_the_uninterrupted_result(tiny_data, tiny_run,
   assert step_a == step_b == 300
   for x, y in zip(a, b, strict=True):
     np.testing.assert_array_equal(x, y)
+
+
+def test_velocity_loss_charges_a_seam_like_a_jump_inside_a_token():
+  fs, k = 4, 2
+  x0 = jnp.zeros((1, 3, fs * k))
+  frames = jnp.zeros((1, 12, k))
+  seam = frames.at[:, 8:].set(1.0)  # jump from frame 7 to 8: tokens 1|2
+  inner = frames.at[:, 9:].set(1.0)  # jump from frame 8 to 9: inside 2
+  sigma = jnp.ones((1, 3))
+  loss = lambda f: train.velocity_loss(
+      f.reshape(1, 3, fs * k), x0, sigma, 0.5, fs, "l2")
+  np.testing.assert_allclose(loss(seam), loss(inner), rtol=1e-6)
+  assert float(loss(seam)[0, 2]) > 0 and float(loss(seam)[0, 1]) == 0
+  assert float(train.velocity_loss(x0, x0, sigma, 0.5, fs, "l2").max()) == 0
+  # A noisy neighbour does not inherit a clean token's large weight.
+  mixed = jnp.array([[1.0, 50.0, 0.002]])
+  w = train.velocity_loss(seam.reshape(1, 3, fs * k), x0, mixed, 0.5, fs,
+                          "l2")
+  big = train.velocity_loss(seam.reshape(1, 3, fs * k), x0,
+                            jnp.full((1, 3), 0.002), 0.5, fs, "l2")
+  assert float(w[0, 2]) < 1e-3 * float(big[0, 2])
