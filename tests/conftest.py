@@ -12,6 +12,7 @@
   tests that compile the same step functions several times (folds, runs).
 """
 
+import contextlib
 import os
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -50,21 +51,31 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(skip)
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """Persistent compilation cache for one test module, then the old config."""
+@contextlib.contextmanager
+def persistent_compile_cache(path: str):
+  """jax's persistent compilation cache in `path` (every program cached),
+  then the previous settings."""
   import jax
 
   keys = ("jax_compilation_cache_dir",
           "jax_persistent_cache_min_compile_time_secs",
           "jax_persistent_cache_min_entry_size_bytes")
   old = {k: getattr(jax.config, k) for k in keys}
-  jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update(keys[0], path)
   jax.config.update(keys[1], 0.0)
   jax.config.update(keys[2], 0)
-  yield
-  for k, v in old.items():
-    jax.config.update(k, v)
+  try:
+    yield
+  finally:
+    for k, v in old.items():
+      jax.config.update(k, v)
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+  """Persistent compilation cache for one test module, then the old config."""
+  with persistent_compile_cache(str(tmp_path_factory.mktemp("jax_cache"))):
+    yield
 
 
 # --- One fabricated UNBC table in both on-disk layouts ----------------------

@@ -135,36 +135,36 @@ def apply_runlocal(c: ml_collections.ConfigDict) -> None:
                          test_duration_s=20.0))
 
 
+# One-string override -> (config path, type).
+OVERRIDES = {
+    "variant": ("model.variant", str), "data": ("data.dir", str),
+    "workers": ("data.num_workers", int), "lr": ("optim.lr", float),
+    "levels": ("sampler.num_levels", int),
+    "u": ("sampler.uncertainty", float),
+    "steps": ("num_train_steps", int), "batch": ("batch_size", int),
+    "seed": ("seed", int),
+    "mesh": ("mesh.shape", lambda v: tuple(int(x) for x in v.split("."))),
+}
+
+
 def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
-  """One-string overrides: runlocal, small, variant=, steps=, batch=,
-  data=DIR, seed=, lr=, mesh=2.2.1, levels=, u=, workers=."""
+  """One-string overrides: runlocal, small, then any OVERRIDES key, e.g.
+  'small,seed=1,steps=500,mesh=2.2.1'."""
+  unknown = set(args) - set(OVERRIDES) - {"runlocal", "small"}
+  if unknown:
+    raise ValueError(f"unknown config args {sorted(unknown)}; known: "
+                     f"{sorted(set(OVERRIDES) | {'runlocal', 'small'})}")
   if args.get("runlocal"):
     apply_runlocal(c)
   if args.get("small"):
     apply_small(c)
-  simple = {"variant": ("model", "variant", str),
-            "data": ("data", "dir", str),
-            "workers": ("data", "num_workers", int),
-            "lr": ("optim", "lr", float),
-            "levels": ("sampler", "num_levels", int),
-            "u": ("sampler", "uncertainty", float)}
-  for key, (group, field, cast) in simple.items():
+  for key, (path, cast) in OVERRIDES.items():
     if key in args:
-      c[group][field] = cast(args[key])
-  if "steps" in args:
-    c.num_train_steps = int(args["steps"])
-  if "batch" in args:
-    c.batch_size = int(args["batch"])
-  if "seed" in args:
-    c.seed = int(args["seed"])
-  if "mesh" in args:
-    c.mesh.shape = tuple(int(x) for x in str(args["mesh"]).split("."))
-  known = set(simple) | {"runlocal", "small", "steps", "batch", "seed",
-                         "mesh"}
-  unknown = set(args) - known
-  if unknown:
-    raise ValueError(f"unknown config args {sorted(unknown)}; known: "
-                     f"{sorted(known)}")
+      *groups, field = path.split(".")
+      node = c
+      for g in groups:
+        node = node[g]
+      node[field] = cast(str(args[key]))
 
 
 def validate(c: ml_collections.ConfigDict) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from jaxpain.temporal import config as config_lib
 from jaxpain.temporal import data as data_lib
+from tests.conftest import persistent_compile_cache
 
 # The runlocal config: the tiny model, 12 train subjects of 40 s.
 TINY_ARGS = {"runlocal": True}
@@ -26,18 +27,8 @@ def tiny_config(data_dir: str, **overrides):
 
 @pytest.fixture(scope="package", autouse=True)
 def temporal_compile_cache(tmp_path_factory):
-  import jax
-
-  keys = ("jax_compilation_cache_dir",
-          "jax_persistent_cache_min_compile_time_secs",
-          "jax_persistent_cache_min_entry_size_bytes")
-  old = {k: getattr(jax.config, k) for k in keys}
-  jax.config.update(keys[0], str(tmp_path_factory.mktemp("temporal_xla")))
-  jax.config.update(keys[1], 0.0)
-  jax.config.update(keys[2], 0)
-  yield
-  for k, v in old.items():
-    jax.config.update(k, v)
+  with persistent_compile_cache(str(tmp_path_factory.mktemp("temporal_xla"))):
+    yield
 
 
 @pytest.fixture(scope="package")
