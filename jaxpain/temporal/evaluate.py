@@ -12,6 +12,7 @@ rollout.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -22,6 +23,10 @@ from jaxpain.temporal import baselines, metrics, sampler
 from jaxpain.temporal import data as data_lib
 from jaxpain.temporal import train as train_lib
 from synth import sequences as sq
+
+
+# A reference row, not a baseline: the simulator itself with new noise.
+CEILING = "simulator, new noise"
 
 
 def segments(recs: data_lib.Recordings, length: int, per_recording: int = 1
@@ -42,6 +47,29 @@ def segments(recs: data_lib.Recordings, length: int, per_recording: int = 1
           "expr": np.asarray(recs.expressiveness, np.float32)[rows],
           "emotion": np.asarray(recs.emotion, np.int32)[rows],
           "subject_id": np.asarray(recs.subject_id)[rows]}
+
+
+def resimulate(recs: data_lib.Recordings, length: int, per_recording: int,
+               samples: int, seed: int = 1000) -> np.ndarray:
+  """(S, N, T, K): the SAME test subjects under the same stimulus with new
+  noise, blinks and gain modulation (noise seeds seed, seed + 1, ...).
+
+  The ceiling of the metrics: what a perfect model of each subject would
+  score against a ground truth that carries its own noise.
+  """
+  meta = recs.meta
+  progs = meta["programmes"]
+  out = []
+  for s in range(samples):
+    au = []
+    for i, sid in enumerate(meta["subject_ids"]):
+      subject = sq.sample_subject(meta["seed"], sid)
+      stim = sq.stimulus(progs[i % len(progs)], meta["duration_s"],
+                         meta["seed"], subject)
+      au.append(sq.simulate(subject, stim, seed + s).au)
+    again = dataclasses.replace(recs, au=np.stack(au))
+    out.append(segments(again, length, per_recording)["au"])
+  return np.stack(out)
 
 
 def generate(net, scfg: sampler.SamplerConfig, seg: Mapping, samples: int,
@@ -98,6 +126,9 @@ def run(model_dirs: Mapping[str, str], data_dir: str, samples: int = 3,
          else fn(train, seg["stim"], samples))
     g[:, :, :ctx] = seg["au"][None, :, :ctx]  # same GT context for all
     gens[name] = g
+  ceiling = resimulate(test, length, per_recording, samples)
+  ceiling[:, :, :ctx] = seg["au"][None, :, :ctx]
+  gens[CEILING] = ceiling
   scores = {name: score(g, seg, ctx) for name, g in gens.items()}
   ref = metrics.reference(seg["au"][:, ctx:], seg["stim"][:, ctx:])
   return {"metrics": scores, "reference": ref, "generated": gens,

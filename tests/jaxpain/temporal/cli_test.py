@@ -64,7 +64,10 @@ def test_evaluate_scores_model_and_baselines(tiny_run, tiny_data, tmp_path,
                    "200"]) == 0
   with open(os.path.join(out, "metrics.json")) as f:
     m = json.load(f)["metrics"]
-  assert set(m) == {"diffusion forcing", "nearest", "random", "mean_face"}
+  assert set(m) == {"diffusion forcing", "nearest", "random", "mean_face",
+                    "simulator, new noise"}
+  # The simulator re-run with new noise is the ceiling of the model.
+  assert m["simulator, new noise"]["PainSim"] < m["random"]["PainSim"]
   assert all(np.isfinite(v["PainSim"]) for v in m.values())
   assert os.path.isfile(os.path.join(out, "segment_0.png"))
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxpain.temporal import model, tokens
 
@@ -21,6 +22,11 @@ def _inputs(cfg, b=2, seed=0):
       emotion=jnp.arange(b) % 8)
 
 
+@nnx.jit
+def _apply(net, x, sigma, stim, expr, emotion, drop):
+  return net(x, sigma, stim, expr, emotion, drop)
+
+
 @pytest.fixture(scope="module")
 def tiny():
   cfg = model.TemporalConfig(variant="tiny", window=6, stim_history=2)
@@ -30,8 +36,6 @@ def tiny():
 
 def test_base_variant_has_about_five_million_parameters():
   cfg = model.TemporalConfig(variant="base")
-  from flax import nnx
-
   abstract = nnx.eval_shape(
       lambda: model.build(cfg, tokens.Normaliser.identity(K)))
   n = model.num_params(abstract)
@@ -46,14 +50,12 @@ def test_dropped_signal_is_ignored_and_null_is_learned(tiny):
     other = dict(inp)
     other[name] = (inp[name] + 3 if name != "emotion"
                    else (inp[name] + 1) % 8)
-    a = tiny(inp["x"], inp["sigma"], inp["stim"], inp["expr"],
-             inp["emotion"], drop)
-    b = tiny(other["x"], other["sigma"], other["stim"], other["expr"],
-             other["emotion"], drop)
+    a = _apply(tiny, inp["x"], inp["sigma"], inp["stim"], inp["expr"],
+               inp["emotion"], drop)
+    b = _apply(tiny, other["x"], other["sigma"], other["stim"],
+               other["expr"], other["emotion"], drop)
     np.testing.assert_allclose(a, b, atol=1e-6)  # dropped: no influence
   # The nulls are parameters (the same in training and sampling).
-  from flax import nnx
-
   params = nnx.state(tiny, nnx.Param)
   assert "stim_null" in params and "expr_null" in params
   assert tiny.emotion_emb[...].shape[0] == tiny.cfg.num_emotions + 1

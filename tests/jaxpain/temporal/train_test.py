@@ -1,6 +1,7 @@
 """Training: loss goes down a little, checkpoints resume to the same state."""
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -30,19 +31,28 @@ def test_train_writes_model_and_checkpoints(tiny_run):
 
 def test_resume_gives_the_uninterrupted_result(tiny_data, tiny_run,
                                                tmp_path):
-  """Stop at step 100 (a checkpoint), resume to 300: the same parameters
-  as the uninterrupted run, so the resumed run saw the same batches."""
+  """Resume the uninterrupted run's step-150 checkpoint (model, optimizer,
+  EMA, step and grain position), as a run preempted there would: training
+  on to 300 ends with bit-identical parameters, so the resumed run saw the
+  same batches."""
   workdir = str(tmp_path / "resumed")
-  config = tiny_config(tiny_data)
-  first = train.train(config, workdir, stop_at=100)
-  assert first["step"] == 100
-  second = train.train(config, workdir)
-  assert second["resumed_from"] == 100 and second["step"] == 300
+  shutil.copytree(tiny_run[0], workdir)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "300"))
+  os.remove(os.path.join(workdir, "metrics.jsonl"))
+  result = train.train(tiny_config(tiny_data), workdir)
+  assert result["resumed_from"] == 150 and result["step"] == 300
   step_a, a = _params(tiny_run[0])
   step_b, b = _params(workdir)
   assert step_a == step_b == 300
   for x, y in zip(a, b, strict=True):
     np.testing.assert_array_equal(x, y)
+
+
+def test_stop_at_ends_early_with_a_checkpoint(tiny_data, tmp_path):
+  config = tiny_config(tiny_data, steps=300)
+  result = train.train(config, str(tmp_path / "early"), stop_at=2)
+  assert result["step"] == 2
+  assert train.load_model(str(tmp_path / "early"))[2]["step"] == 2
 
 
 def test_velocity_loss_charges_a_seam_like_a_jump_inside_a_token():
