@@ -24,7 +24,6 @@ from jaxpain.temporal import data as data_lib
 from jaxpain.temporal import train as train_lib
 from synth import sequences as sq
 
-
 # A reference row, not a baseline: the simulator itself with new noise.
 CEILING = "simulator, new noise"
 
