@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxpain.temporal import cli, evaluate, report
+from jaxpain.temporal import commands, evaluate, report
 from jaxpain.temporal import data as data_lib
 from jaxpain.temporal import train as train_lib
 from synth import sequences as sq
@@ -43,8 +43,8 @@ def _simulate(config, out: str, seed: int) -> None:
 
 
 def _train(spec: str, seed: int, data_dir: str, workdir: str) -> float:
-  config = cli.load_config(f"{spec},seed={seed}" if ":" in spec
-                           else f"{spec}:seed={seed}")
+  config = commands.load_config(f"{spec},seed={seed}" if ":" in spec
+                                else f"{spec}:seed={seed}")
   config.data.dir = data_dir
   t0 = time.process_time()
   train_lib.train(config, workdir)
@@ -55,7 +55,7 @@ def run_seed(out: str, seed: int, spec: str, full_spec: str,
              samples: int = 3, length: int = 400) -> dict:
   """One seed: data, two trainings, evaluation; returns its metrics."""
   root = os.path.join(out, f"seed{seed}")
-  config = cli.load_config(spec)
+  config = commands.load_config(spec)
   data_dir = os.path.join(root, "data")
   _simulate(config, data_dir, seed)
   cpu = {OURS: _train(spec, seed, data_dir, os.path.join(root, "df")),
@@ -76,17 +76,17 @@ def _sample_and_render(out: str, seed: int) -> dict:
   subject (expressiveness 10) rendered on the synth head."""
   wd = os.path.join(out, f"seed{seed}", "df")
   csv_path = os.path.join(out, "sample_biovid.csv")
-  res = cli.cmd_sample(cli.parser().parse_args(
+  res = commands.cmd_sample(commands.parser().parse_args(
       ["sample", "--workdir", wd, "--programme", "biovid", "--duration",
        str(SAMPLE_SECONDS), "--out", csv_path]))
   step_csv = os.path.join(out, "sample_step.csv")
-  cli.cmd_sample(cli.parser().parse_args(
+  commands.cmd_sample(commands.parser().parse_args(
       ["sample", "--workdir", wd, "--programme", "step", "--duration",
        str(RENDER_FRAMES / sq.FPS + 1.0), "--expressiveness", "10",
        "--out", step_csv]))
   au = np.loadtxt(step_csv, delimiter=",", skiprows=1)[:RENDER_FRAMES, 4:-1]
-  res["frames_dir"] = cli.render(au.astype(np.float32),
-                                 os.path.join(out, "frames"), 0, 96)
+  res["frames_dir"] = commands.render(au.astype(np.float32),
+                                      os.path.join(out, "frames"), 0, 96)
   return res
 
 

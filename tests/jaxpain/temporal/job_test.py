@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 
-from jaxpain.temporal import cli, evaluate, job
+from jaxpain.temporal import commands, evaluate, job
 
 
 def test_job_runs_end_to_end(tiny_run, tmp_path, monkeypatch):
@@ -26,7 +26,7 @@ def test_job_runs_end_to_end(tiny_run, tmp_path, monkeypatch):
     return out_dir
 
   monkeypatch.setattr(job, "_train", fake_train)
-  monkeypatch.setattr(cli, "render", fake_render)
+  monkeypatch.setattr(commands, "render", fake_render)
   monkeypatch.setattr(job, "SAMPLE_SECONDS", 4.0)
   out = str(tmp_path / "job")
   res = job.run(out, [0], "configs/temporal.py:runlocal",
