@@ -28,6 +28,33 @@ DEFAULT_RULES = (
 )
 
 
+# Sharding presets: the mesh inside one TPU slice (across slices the 'data'
+# axis runs over DCN, jaxpain.sharding.create_mesh); the rules above apply
+# to all three. 'dp' replicates parameters, 'fsdp' splits them (and the
+# batch) over every chip, 'fsdp_tp' also splits heads and MLP over a
+# 'tensor' axis of 4 chips (2 when the heads do not divide by 4).
+SHARDINGS = ("dp", "fsdp", "fsdp_tp")
+# The choice per model size, from the ahead-of-time TPU compile table
+# (docs/benchmarks.md, "TPU ahead-of-time compile": `python -m jaxpain.aot`).
+DEFAULT_SHARDING = {"S/16": "dp", "B/16": "dp", "L/16": "fsdp",
+                    "g/14": "fsdp"}
+
+
+def apply_sharding(c: ml_collections.ConfigDict, name: str | None = None
+                   ) -> None:
+  """Sets c.sharding and c.mesh.shape from a preset (default: per size)."""
+  from jaxpain.models import vit
+
+  name = name or DEFAULT_SHARDING.get(c.model.variant, "dp")
+  if name not in SHARDINGS:
+    raise ValueError(f"sharding {name!r} not in {SHARDINGS}")
+  heads = vit.decode_variant(c.model.variant).heads
+  tensor = 4 if heads % 4 == 0 else 2
+  c.sharding = name
+  c.mesh.shape = {"dp": (-1, 1, 1), "fsdp": (1, -1, 1),
+                  "fsdp_tp": (1, -1, tensor)}[name]
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Defaults: the released synthetic pretraining recipe (reference.md §B.2)."""
   c = ml_collections.ConfigDict()
@@ -133,10 +160,15 @@ def base_config() -> ml_collections.ConfigDict:
       checkpoint="best",  # for kind='checkpoint'
   ))
 
+  # Mesh per TPU slice (or host set); `sharding` names the preset that set
+  # it (apply_sharding); `mesh=` or an explicit shape overrides it.
+  c.sharding = "dp"
   c.mesh = ml_collections.ConfigDict(dict(
-      shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")))
+      shape=(-1, 1, 1), axes=("data", "fsdp", "tensor"),
+      dcn_axis="data"))  # the axis laid across TPU slices (multi-slice)
   c.batch_axes = ("data", "fsdp")
   c.sharding_rules = DEFAULT_RULES
+  apply_sharding(c)
 
   # Multi-host: set all three, or leave None (single process / auto-detect).
   c.distributed = ml_collections.ConfigDict(dict(
@@ -188,6 +220,7 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   steps=N             number of train steps
   batch=N             global batch size (also eval batch)
   workers=N           grain worker processes
+  sharding=fsdp       'dp' | 'fsdp' | 'fsdp_tp' (default: by variant)
   mesh=2.2.2          mesh shape ('.'-separated; one entry may be -1)
   teacher=DIR         teacher run workdir (student distillation)
   neutral=0|1         neutral reference on/off
@@ -213,6 +246,9 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   for key, (group, field, cast) in simple.items():
     if key in args:
       c[group][field] = cast(args[key])
+  if "variant" in args and "patch" not in args:
+    c.model.patch_size = int(str(args["variant"]).split("/")[1])
+  apply_sharding(c, args.get("sharding"))
   if "steps" in args:
     c.num_train_steps = int(args["steps"])
   if "batch" in args:
@@ -230,7 +266,8 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   if "train_base" in args:
     c.model.train_base = str(args["train_base"]) not in ("0", "false")
   known = set(simple) | {"runlocal", "steps", "batch", "mesh", "neutral",
-                         "seed", "train_base", "init", "timm", "torch"}
+                         "sharding", "seed", "train_base", "init", "timm",
+                         "torch"}
   unknown = set(args) - known
   if unknown:
     raise ValueError(f"unknown config args {sorted(unknown)}; known: "
