@@ -43,6 +43,9 @@ VARIANTS: dict[str, Variant] = {
   'S/16': Variant(384, 12, 6, 1536),
   'B/16': Variant(768, 12, 12, 3072),
   'L/16': Variant(1024, 24, 16, 4096),
+  # ViT-g (Zhai et al. 2022, "Scaling Vision Transformers"): sizing only
+  # (TPU compile table); no DINOv3 weights exist at this size.
+  'g/14': Variant(1408, 40, 16, 6144),
 }
 
 TIMM_NAMES = {
@@ -249,7 +252,8 @@ class ViT(nnx.Module):
 
     Args:
       images: (B, H, W, C), already normalised.
-      groups: adapter index per consecutive batch group (static).
+      groups: adapter index per batch group (static); groups interleave:
+        row r uses groups[r % len(groups)] (lora._grouped).
       key: dropout key for the LoRA inputs; None = deterministic.
 
     Returns:
