@@ -1,0 +1,183 @@
+"""Ahead-of-time compile of the trainer's own train step for a topology.
+
+Nothing here re-implements the trainer: the config is read as the trainer
+reads it, the mesh comes from `jaxpain.sharding.mesh_from_config`, the
+state from `jaxpain.train.state.create` under `sharding.abstract_init`
+(shapes and shardings, nothing allocated), the step from
+`jaxpain.train.steps.make_train_step` (its in/out shardings and donation),
+lowered with the trainer's logical-axis rules. Only the batch is made up:
+ShapeDtypeStructs of what the input pipeline yields.
+
+A distilled student needs a teacher; its abstract stand-in is built from
+configs/teacher.py (or the teacher run's config.json when
+config.teacher.workdir is set) with the student's model size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxpain import sharding as shd
+from jaxpain.train import config as config_lib
+from jaxpain.train import state as state_lib
+from jaxpain.train import steps as steps_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """'configs/teacher.py:variant=L/16' -> the config the trainer would use."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path) and os.path.isfile(os.path.join(ROOT, path)):
+    path = os.path.join(ROOT, path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} not found")
+  mod_spec = importlib.util.spec_from_file_location("_aot_config", path)
+  module = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def step_kind(config) -> str:
+  """'teacher', 'distilled' or 'student' (which train step this config is)."""
+  if config.mode == "teacher":
+    return "teacher"
+  return "distilled" if (config.teacher.required
+                         or config.teacher.workdir) else "student"
+
+
+def batch_spec(config, source_size: int, distilled: bool
+               ) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes and dtypes of one global batch from the input pipeline."""
+  b, s = config.batch_size, source_size
+  spec = {"au": ((b, 6), jnp.float32), "pspi": ((b,), jnp.float32),
+          "identity": ((b,), jnp.int32), "record": ((b,), jnp.int32),
+          "mask": ((b,), jnp.float32)}
+  if config.mode == "teacher" or distilled:
+    spec["heatmap"] = ((b, s, s, 1), jnp.uint8)
+  if config.mode == "student":
+    spec["image"] = ((b, s, s, 3), jnp.uint8)
+    if config.model.use_neutral:
+      spec["neutral"] = ((b, s, s, 3), jnp.uint8)
+  return {k: jax.ShapeDtypeStruct(*v) for k, v in spec.items()}
+
+
+def teacher_config(config) -> ml_collections.ConfigDict:
+  """The config of the teacher a distilled student is compiled with."""
+  if config.teacher.workdir:
+    return state_lib.read_run_config(config.teacher.workdir)
+  t = load_config("configs/teacher.py")
+  for k in ("variant", "image_size", "patch_size", "dtype", "param_dtype",
+            "scan_blocks", "remat", "attention_impl", "official_compat"):
+    t.model[k] = config.model[k]
+  t.sharding_rules = config.sharding_rules
+  t.mesh = config.mesh
+  return t
+
+
+def abstract_teacher(config, mesh) -> state_lib.Teacher:
+  """A Teacher whose groups are ShapeDtypeStructs (same code as training)."""
+  tcfg = teacher_config(config)
+  with shd.abstract_init():
+    setup = state_lib.create(tcfg, mesh, total_steps=1)
+  groups = dict(setup.train["params"], **setup.consts)
+  return state_lib.Teacher(setup.parts, tcfg.model.to_dict(), groups)
+
+
+@dataclasses.dataclass
+class Lowered:
+  """What compiling one case produced (before analysis)."""
+
+  config: ml_collections.ConfigDict
+  mesh: Any
+  kind: str
+  compiled: Any
+  lower_s: float
+  compile_s: float
+  model_inputs_fn: Any  # jitted augmentation alone, for its own cost
+  batch: dict
+
+
+def lower_and_compile(config, devices, source_size: int = 256) -> Lowered:
+  """Compiles `config`'s train step for `devices` (compile-only is fine)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config_lib.validate(config)
+  mesh = shd.mesh_from_config(config, devices)
+  shd.check_batch(config.batch_size, mesh, config.batch_axes)
+  kind = step_kind(config)
+  with shd.abstract_init():
+    setup = state_lib.create(config, mesh, total_steps=1000)
+  teacher = abstract_teacher(config, mesh) if kind == "distilled" else None
+  batch_sh = shd.batch_sharding(mesh, config.batch_axes)
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh)
+           for k, v in batch_spec(config, source_size,
+                                  kind == "distilled").items()}
+  tgroups = teacher.groups if teacher is not None else None
+  with shd.mesh_context(mesh, setup.parts.rules):
+    step = steps_lib.make_train_step(config, setup, mesh, teacher)
+    t0 = time.perf_counter()
+    lowered = step.lower(setup.train, setup.consts, tgroups, batch)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+  aug = augmentation_fn(config, mesh, batch_sh)
+  return Lowered(config, mesh, kind, compiled, t1 - t0, t2 - t1, aug, batch)
+
+
+def augmentation_fn(config, mesh, batch_sh):
+  """The step's input preparation alone (resize, augment, normalise)."""
+  aug = steps_lib._aug_cfg(config)  # noqa: SLF001  (the step's own parse)
+
+  def prepare(batch):
+    key = jax.random.key(config.seed)
+    images, neutral = steps_lib.model_inputs(config, batch, key, aug)
+    return images if neutral is None else (images, neutral)
+
+  return jax.jit(prepare, in_shardings=(batch_sh,))
+
+
+def compile_augmentation(lowered: Lowered):
+  """Compiles the augmentation alone with the step's batch layout."""
+  batch = {k: v for k, v in lowered.batch.items()
+           if k in ("image", "neutral", "heatmap")}
+  with shd.mesh_context(lowered.mesh):
+    return lowered.model_inputs_fn.lower(batch).compile()
+
+
+def versions() -> dict[str, str]:
+  from importlib import metadata
+
+  out = {}
+  for name in ("jax", "jaxlib", "flax", "optax", "libtpu"):
+    try:
+      out[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      out[name] = _libtpu_version() if name == "libtpu" else "n/a"
+  return out
+
+
+def _libtpu_version() -> str:
+  from jaxpain.aot import chips
+
+  path = chips.libtpu_path()
+  if path is None:
+    return "n/a"
+  site = os.path.dirname(os.path.dirname(path))
+  for entry in sorted(os.listdir(site)):
+    if entry.startswith("libtpu-") and entry.endswith(".dist-info"):
+      return entry[len("libtpu-"):-len(".dist-info")]
+  return "unknown"
+
+
+def dump(obj: Any) -> str:
+  return json.dumps(obj, indent=1, sort_keys=True, default=str)

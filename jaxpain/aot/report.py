@@ -1,0 +1,117 @@
+"""Text for people: one case's per-chip report, and the sweep's table."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+from jaxpain.aot import analysis, chips, runner
+
+_COST_MODEL_NOTE = (
+    "XLA's cost-model time (optimal_seconds) is negative for this program, "
+    "so it is not a time; the roofline stands in for it.")
+
+
+def case_text(r: dict[str, Any]) -> str:
+  """Per-chip report of one compiled case."""
+  if not r.get("memory"):
+    return f"{r['id']}: does not fit: {r.get('error', {}).get('message')}"
+  chip = chips.CHIPS[r["chip"]]
+  mem, roof = r["memory"], r["roofline"]
+  g = analysis.gib
+  slices = f", {r['slices']} slices" if r["slices"] > 1 else ""
+  lines = [
+      f"{r['id']}  ({r['kind']} step, {r['variant']}, sharding "
+      f"{r['sharding']}, mesh {r['mesh']}, {r['chips']} x {chip.name}"
+      f"{slices})",
+      f"  compile {r['compile_s']:.0f} s (lower {r['lower_s']:.0f} s)",
+      f"  HBM per chip: arguments {g(mem['argument']):.2f} GiB, outputs "
+      f"{g(mem['output']):.2f}, temporaries {g(mem['temp']):.2f}, code "
+      f"{g(mem['generated_code']):.3f}, aliased {g(mem['alias']):.2f} -> "
+      f"peak {g(mem['peak']):.2f} of {g(mem['hbm']):.0f} GiB "
+      f"({100 * mem['fraction']:.0f}%){'' if r['fits'] else '  DOES NOT FIT'}",
+      f"  per chip per step: {r['flops'] / 1e12:.3f} TFLOP, "
+      f"{r['bytes'] / 1e9:.2f} GB (XLA: {r['cost_xla']['flops'] / 1e12:.3f} "
+      f"TFLOP, {r['cost_xla']['bytes'] / 1e9:.2f} GB with loop bodies once; "
+      f"+{r['loop_extra']['flops'] / 1e12:.3f} TFLOP, "
+      f"+{r['loop_extra']['bytes'] / 1e9:.2f} GB for the other iterations)",
+      f"  roofline: {analysis.fmt_seconds(roof['t_flops'])} at "
+      f"{chip.peak_bf16 / 1e12:.0f} TFLOP/s, "
+      f"{analysis.fmt_seconds(roof['t_bytes'])} at "
+      f"{chip.hbm_bw / 1e9:.0f} GB/s -> {roof['bound']}-bound "
+      f"{analysis.fmt_seconds(roof['t_roofline'])}",
+      f"  collectives: {analysis.fmt_seconds(roof['t_collectives'])} per "
+      f"step ({100 * roof['collective_share']:.1f}% of "
+      f"{analysis.fmt_seconds(roof['t_step'])})",
+  ]
+  for c in r["collectives"][:8]:
+    lines.append(
+        f"    {c['kind']}{'-start' if c['async'] else ''} group {c['group']}"
+        f"{' DCN' if c['dcn'] else ''}: {c['ops']} ops x runs -> "
+        f"{c['runs']:.0f} per step, {c['tensors']:.0f} tensors, "
+        f"{c['bytes'] / 1e6:.2f} MB, {analysis.fmt_seconds(c['seconds'])}"
+        f"  e.g. {c['examples'][0] if c['examples'] else ''}")
+  per_chip = roof["examples_per_s_per_chip"]
+  lines.append(
+      f"  estimate: {per_chip:.1f} examples/s per chip, "
+      f"{per_chip * r['chips']:.0f} for the slice; MFU "
+      f"{100 * roof['mfu']:.1f}% ({100 * roof['mfu_no_collectives']:.1f}% "
+      "without collectives)")
+  if roof["cost_model_s"] is None:
+    lines.append("  cost model: " + _COST_MODEL_NOTE)
+  else:
+    lines.append(f"  cost model: {analysis.fmt_seconds(roof['cost_model_s'])}"
+                 f" -> MFU {100 * roof.get('mfu_cost_model', 0):.1f}%")
+  if r.get("augment"):
+    a = r["augment"]
+    lines.append(f"  augmentation alone: {a['bytes'] / 1e9:.3f} GB "
+                 f"({100 * a['share_of_bytes']:.1f}% of the step's bytes)")
+  return "\n".join(lines)
+
+
+def load_results(out_dir: str) -> tuple[list[dict], dict[str, dict]]:
+  searches = []
+  for p in sorted(glob.glob(os.path.join(out_dir, "search", "*.json"))):
+    with open(p) as f:
+      searches.append(json.load(f))
+  cases = {}
+  for p in glob.glob(os.path.join(out_dir, "cases", "*.json")):
+    with open(p) as f:
+      r = runner.derive(json.load(f))
+    cases[r["id"]] = r
+  return searches, cases
+
+
+def sweep_table(out_dir: str) -> str:
+  """Markdown: variant x topology x sharding at the largest batch."""
+  searches, cases = load_results(out_dir)
+  rows = ["| variant | sharding | topology | mesh | largest global batch | "
+          "HBM per chip | roofline step (bound) | collectives per step | "
+          "MFU | pairs/s |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+  keyed = []
+  for s in searches:
+    r = cases.get(s.get("result") or "")
+    if r is None:
+      keyed.append(((s["config"], s["topology"]), "| "
+                    f"{s['config']} | | {s['topology']} | | none fits "
+                    "| | | | | |"))
+      continue
+    mem, roof = r["memory"], r["roofline"]
+    mesh = "x".join(str(v) for v in r["mesh"].values())
+    keyed.append(((r["variant"], r["sharding"], r["topology"] if "topology"
+                   in r else r["case"]["topology"]),
+                  f"| {r['variant']} | {r['sharding']} | "
+                  f"{r['case']['topology']} | {mesh} | {s['batch']} | "
+                  f"{analysis.gib(mem['peak']):.1f} GiB "
+                  f"({100 * mem['fraction']:.0f}%) | "
+                  f"{analysis.fmt_seconds(roof['t_roofline'])} "
+                  f"({roof['bound'][:3]}) | "
+                  f"{analysis.fmt_seconds(roof['t_collectives'])} "
+                  f"({100 * roof['collective_share']:.0f}%) | "
+                  f"{100 * roof['mfu']:.0f}% | "
+                  f"{roof['examples_per_s_per_chip'] * r['chips']:,.0f} |"))
+  keyed.sort(key=lambda kv: tuple(str(x) for x in kv[0]))
+  return "\n".join(rows + [row for _, row in keyed])

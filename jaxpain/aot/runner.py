@@ -1,0 +1,230 @@
+"""Cases, their cached results, and the search for the largest batch.
+
+A case is (config spec, topology, global batch). Compiling one takes from
+tens of seconds (test sizes) to many minutes (L/16 on 256 chips on a
+loaded 2-core machine), so every result is a JSON file named after its
+case: a rerun skips what is done, and an interrupted sweep resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import time
+from typing import Any
+
+from jaxpain.aot import analysis, chips, hlo
+from jaxpain.aot import compile as aot_compile
+
+
+class OutOfMemory(RuntimeError):
+  """The step does not fit in the chip's HBM."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """One compile: a config (file[:args]) for a topology at a global batch."""
+
+  config: str
+  topology: str
+  batch: int
+  source_size: int = 256
+  augment_cost: bool = True  # also compile the augmentation alone
+
+  @property
+  def id(self) -> str:
+    slug = re.sub(r"[^A-Za-z0-9=.]+", "_", self.config.replace(
+        "configs/", "").replace(".py", ""))
+    return f"{slug}__{self.topology}__b{self.batch}"
+
+
+def _write(path: str, obj: Any) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1, sort_keys=True, default=str)
+  os.replace(tmp, path)
+
+
+def _read(path: str) -> dict | None:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def compile_case(case: Case) -> dict[str, Any]:
+  """Compiles and analyses one case (no cache). See analysis.py."""
+  topo = chips.get(case.topology)
+  devices = chips.devices(topo)
+  config = aot_compile.load_config(case.config)
+  config.batch_size = case.batch
+  base = {"case": dataclasses.asdict(case), "id": case.id,
+          "versions": aot_compile.versions(), "chip": topo.chip.name,
+          "chips": topo.num_chips, "slices": topo.num_slices,
+          "variant": config.model.variant, "sharding": config.sharding,
+          "kind": aot_compile.step_kind(config)}
+  t0 = time.perf_counter()
+  try:
+    low = aot_compile.lower_and_compile(config, devices, case.source_size)
+  except Exception as e:  # XlaRuntimeError: RESOURCE_EXHAUSTED
+    if "RESOURCE_EXHAUSTED" not in str(e) and "memory" not in str(e):
+      raise
+    return dict(base, fits=False, error=_oom_summary(str(e)),
+                compile_s=time.perf_counter() - t0)
+  mem = analysis.memory(low.compiled, topo.chip)
+  module = hlo.parse(low.compiled.as_text())
+  out = dict(base, fits=mem["peak"] <= mem["hbm"],
+             mesh=dict(low.mesh.shape), lower_s=low.lower_s,
+             compile_s=low.compile_s, memory=mem,
+             cost_xla=analysis.cost(low.compiled),
+             loop_extra=analysis.loop_extra(module),
+             model_flops_per_example=analysis.model_flops_per_example(
+                 low.config),
+             collective_records=analysis.collective_records(
+                 module, list(low.mesh.devices.flat)),
+             largest_buffers=analysis.largest_buffers(module))
+  if case.augment_cost:
+    aug = analysis.cost(aot_compile.compile_augmentation(low))
+    out["augment"] = aug
+  return derive(out)
+
+
+def derive(r: dict[str, Any]) -> dict[str, Any]:
+  """Adds the derived figures (totals, collectives, roofline) to a result.
+
+  Everything here follows from the raw fields a compile stored, so the
+  model (bandwidths, conventions) can change without recompiling.
+  """
+  if not r.get("memory"):
+    return r
+  chip = chips.CHIPS[r["chip"]]
+  cost, extra = r["cost_xla"], r["loop_extra"]
+  r["flops"] = cost["flops"] + extra["flops"]
+  r["bytes"] = cost["bytes"] + extra["bytes"]
+  examples = r["case"]["batch"] / r["chips"]
+  r["model_flops"] = r["model_flops_per_example"] * examples
+  r["collectives"] = analysis.collective_table(r["collective_records"],
+                                               chip)
+  coll_s = sum(c["seconds"] for c in r["collectives"])
+  r["roofline"] = analysis.roofline(
+      r["flops"], r["bytes"], coll_s, chip, r["model_flops"], examples,
+      cost["optimal_seconds"])
+  if r.get("augment"):
+    aug = r["augment"]
+    aug["share_of_bytes"] = aug["bytes"] / max(cost["bytes"], 1.0)
+    aug["vs_model_bytes"] = aug["bytes"] / max(cost["bytes"] - aug["bytes"],
+                                               1.0)
+  return r
+
+
+def _oom_summary(message: str) -> dict[str, Any]:
+  """The useful lines of XLA's out-of-memory report."""
+  lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+  head = next((ln for ln in lines if "RESOURCE_EXHAUSTED" in ln or
+               "memory" in ln.lower()), lines[0] if lines else "")
+  buffers = [ln for ln in lines if re.search(r"\d+(\.\d+)?[MG]", ln)
+             and ("Size" in ln or "size" in ln or "Shape" in ln)][:8]
+  return {"message": head[:400], "buffers": buffers}
+
+
+def run_case(case: Case, out_dir: str, force: bool = False
+             ) -> dict[str, Any]:
+  """`compile_case` with the JSON cache in out_dir/cases/."""
+  path = os.path.join(out_dir, "cases", f"{case.id}.json")
+  cached = None if force else _read(path)
+  if cached is not None:
+    if not cached.get("augment") and case.augment_cost and cached.get(
+        "fits"):
+      pass  # fall through: recompile to add the augmentation figures
+    else:
+      return derive(cached)
+  logging.info("compiling %s", case.id)
+  result = compile_case(case)
+  _write(path, result)
+  return result
+
+
+def require_fit(result: dict[str, Any]) -> None:
+  """Raises OutOfMemory naming the largest buffers (one clear message)."""
+  if result.get("fits", True):
+    return
+  mem = result.get("memory")
+  if mem:
+    need = f"needs {analysis.gib(mem['peak']):.2f} GiB of " \
+           f"{analysis.gib(mem['hbm']):.0f} GiB HBM per chip"
+    bufs = "; ".join(result.get("largest_buffers", [])[:3])
+  else:
+    err = result.get("error", {})
+    need = err.get("message", "does not fit in HBM")
+    bufs = "; ".join(err.get("buffers", [])[:3])
+  raise OutOfMemory(
+      f"{result['id']}: {need}. Largest buffers: {bufs or 'n/a'}. Lower "
+      "the batch, or shard more (sharding=fsdp / fsdp_tp, remat).")
+
+
+def largest_batch(config: str, topology: str, out_dir: str,
+                  per_shard: int = 8, max_per_shard: int = 1024,
+                  source_size: int = 256) -> dict[str, Any]:
+  """The largest global batch that fits, and the result compiled at it.
+
+  One compile at `per_shard` examples per batch shard splits peak HBM into
+  a fixed part (state, code: arguments + outputs + code - aliases) and a
+  per-example part (temporaries / examples); a second compile at the
+  predicted largest batch checks it (stepping down 10% while it does not
+  fit) and is the result reported.
+  """
+  path = os.path.join(out_dir, "search", _search_id(config, topology)
+                      + ".json")
+  done = _read(path)
+  if done is not None:
+    return done
+  topo = chips.get(topology)
+  shards = _batch_shards(aot_compile.load_config(config), topo)
+  hbm = float(topo.chip.hbm_bytes)
+  probe = run_case(Case(config, topology, per_shard * shards, source_size,
+                        False), out_dir)
+  tries = [per_shard]
+  while not probe["fits"] and per_shard > 1:
+    per_shard //= 2
+    tries.append(per_shard)
+    probe = run_case(Case(config, topology, per_shard * shards, source_size,
+                          False), out_dir)
+  best = 0
+  if probe["fits"]:
+    mem = probe["memory"]
+    fixed = mem["peak"] - mem["temp"]
+    per_example = max(mem["temp"] / per_shard, 1.0)
+    best = int(min(max_per_shard, (0.97 * hbm - fixed) // per_example))
+    best = max(best, per_shard)
+  result = probe if best == per_shard else None
+  while best > per_shard:
+    result = run_case(Case(config, topology, best * shards, source_size,
+                           True), out_dir)
+    tries.append(best)
+    if result["fits"]:
+      break
+    best = max(per_shard, int(best * 0.9))
+    result = probe if best == per_shard else None
+  summary = {"config": config, "topology": topology, "shards": shards,
+             "per_shard": best, "batch": best * shards, "tries": tries,
+             "result": result["id"] if result and result["fits"] else None}
+  _write(path, summary)
+  return summary
+
+
+def _search_id(config: str, topology: str) -> str:
+  return Case(config, topology, 0).id.rsplit("__b", 1)[0]
+
+
+def _batch_shards(cfg, topo: chips.Topology) -> int:
+  """How many ways the batch splits on this topology's mesh."""
+  from jaxpain import sharding as shd
+
+  mesh = shd.mesh_from_config(cfg, chips.devices(topo))
+  return math.prod(mesh.shape[a] for a in cfg.batch_axes
+                   if a in mesh.shape)
