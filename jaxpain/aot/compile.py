@@ -16,7 +16,6 @@ config.teacher.workdir is set) with the student's model size.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import time
@@ -36,16 +35,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-  """'configs/teacher.py:variant=L/16' -> the config the trainer would use."""
-  path, _, arg = spec.partition(":")
+  """'configs/teacher.py:variant=L/16' -> the config the trainer would use.
+
+  A relative config path is also looked up from the repository root.
+  """
+  path, sep, arg = spec.partition(":")
   if not os.path.isfile(path) and os.path.isfile(os.path.join(ROOT, path)):
     path = os.path.join(ROOT, path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"config file {path!r} not found")
-  mod_spec = importlib.util.spec_from_file_location("_aot_config", path)
-  module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return config_lib.load(path + sep + arg)
 
 
 def step_kind(config) -> str:

@@ -260,17 +260,21 @@ def parse_groups(attrs: str, num_devices: int) -> list[list[int]] | None:
   return None
 
 
+def _live(module: Module, struct: Structure):
+  """(computation, runs per step, symbol table) of every computation run."""
+  for comp, instrs in module.computations.items():
+    runs = struct.mult.get(comp, 0.0)
+    if runs:
+      yield comp, runs, {i.name: i for i in instrs}
+
+
 def collectives(module: Module, num_devices: int,
                 struct: Structure | None = None) -> list[Collective]:
   """Every collective of the module, with how often it runs per step."""
   struct = struct or structure(module)
   out = []
-  for comp, instrs in module.computations.items():
-    runs = struct.mult.get(comp, 0.0)
-    if not runs:
-      continue
-    table = {i.name: i for i in instrs}
-    for instr in instrs:
+  for comp, runs, table in _live(module, struct):
+    for instr in table.values():
       op = instr.opcode
       is_async = op.endswith("-start")
       base = op[:-len("-start")] if is_async else op
@@ -356,12 +360,8 @@ def flops(module: Module, struct: Structure | None = None) -> float:
   """Matmul/convolution FLOPs per step (elementwise work not counted)."""
   struct = struct or structure(module)
   total = 0.0
-  for comp, instrs in module.computations.items():
-    runs = struct.mult.get(comp, 0.0)
-    if not runs:
-      continue
-    table = {i.name: i for i in instrs}
-    for instr in instrs:
+  for _, runs, table in _live(module, struct):
+    for instr in table.values():
       if instr.opcode in ("dot", "convolution"):
         total += runs * _conv_flops(instr, table)
   return total
@@ -417,12 +417,10 @@ def bytes_accessed(module: Module, struct: Structure | None = None
   """HBM bytes read + written per step by the top-level instructions."""
   struct = struct or structure(module)
   total = 0.0
-  for comp, instrs in module.computations.items():
-    runs = struct.mult.get(comp, 0.0)
-    if not runs or comp in struct.fused:
+  for comp, runs, table in _live(module, struct):
+    if comp in struct.fused:
       continue
-    table = {i.name: i for i in instrs}
-    for instr in instrs:
+    for instr in table.values():
       if instr.opcode in _FREE:
         continue
       if instr.opcode == "fusion":

@@ -33,13 +33,18 @@ def cells(variants, shardings, topologies):
 
 def run(out_dir: str, variants, shardings, topologies,
         source_size: int = 256) -> None:
+  """Runs every cell (cached ones return at once), with a progress bar."""
+  from tqdm.auto import tqdm
+
   todo = list(cells(variants, shardings, topologies))
-  for k, (variant, sharding, topology) in enumerate(todo):
-    logging.info("[%d/%d] %s %s %s", k + 1, len(todo), variant, sharding,
-                 topology)
+  bar = tqdm(todo, desc="aot sweep", dynamic_ncols=True)
+  for variant, sharding, topology in bar:
+    bar.set_postfix_str(f"{variant} {sharding} {topology}")
     try:
-      runner.largest_batch(config_spec(variant, sharding), topology, out_dir,
-                           source_size=source_size)
-    except Exception as e:  # keep going: one bad cell must not stop a sweep
-      logging.exception("cell %s %s %s failed: %s", variant, sharding,
-                        topology, e)
+      found = runner.largest_batch(config_spec(variant, sharding), topology,
+                                   out_dir, source_size=source_size)
+      tqdm.write(f"{variant} {sharding} {topology}: largest batch "
+                 f"{found['batch']} (tried per shard {found['tries']})")
+    except Exception as e:  # one bad cell must not stop a sweep
+      logging.exception("cell %s %s %s failed", variant, sharding, topology)
+      tqdm.write(f"{variant} {sharding} {topology}: FAILED {e}")

@@ -17,7 +17,6 @@ UNBC 5-fold cross-validation (fine-tune per fold, score, tabulate):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -105,13 +104,9 @@ def cv_parser() -> argparse.ArgumentParser:
 
 def load_config(spec: str):
   """'configs/finetune.py:runlocal' -> get_config('runlocal')."""
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"config file {path!r} not found")
-  mod_spec = importlib.util.spec_from_file_location("_jaxpain_cv_cfg", path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  return mod.get_config(arg or None)
+  from jaxpain.train import config as config_lib  # noqa: PLC0415
+
+  return config_lib.load(spec)
 
 
 def cv_main(argv) -> int:

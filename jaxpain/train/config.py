@@ -7,6 +7,9 @@ device work starts.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 # Logical axis (model annotation) -> mesh axes. Pure FSDP + tensor parallel
@@ -160,15 +163,15 @@ def base_config() -> ml_collections.ConfigDict:
       checkpoint="best",  # for kind='checkpoint'
   ))
 
-  # Mesh per TPU slice (or host set); `sharding` names the preset that set
-  # it (apply_sharding); `mesh=` or an explicit shape overrides it.
+  # Mesh per TPU slice (or host set). `sharding` names the preset that set
+  # it: configs/*.py get the default for their model size from apply_args
+  # (DEFAULT_SHARDING); `sharding=` / `mesh=` override it.
   c.sharding = "dp"
   c.mesh = ml_collections.ConfigDict(dict(
       shape=(-1, 1, 1), axes=("data", "fsdp", "tensor"),
       dcn_axis="data"))  # the axis laid across TPU slices (multi-slice)
   c.batch_axes = ("data", "fsdp")
   c.sharding_rules = DEFAULT_RULES
-  apply_sharding(c)
 
   # Multi-host: set all three, or leave None (single process / auto-detect).
   c.distributed = ml_collections.ConfigDict(dict(
@@ -194,6 +197,17 @@ def apply_runlocal(c: ml_collections.ConfigDict) -> None:
   c.log_every = 5
   c.eval_every = 10
   c.checkpoint_every = 10
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """'configs/finetune.py:runlocal' -> that file's get_config('runlocal')."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} not found")
+  mod_spec = importlib.util.spec_from_file_location("_jaxpain_config", path)
+  module = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
 
 
 def parse_arg(arg: str | None) -> dict[str, str | bool]:
