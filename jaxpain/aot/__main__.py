@@ -40,8 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--force", action="store_true", help="ignore the cache")
   p.add_argument("--no_augment_cost", action="store_true",
                  help="skip compiling the augmentation alone")
-  p.add_argument("--variants", default=",".join(sweep.VARIANTS))
-  p.add_argument("--shardings", default="dp,fsdp,fsdp_tp")
+  p.add_argument("--variants", default=",".join(sweep.VARIANTS),
+                 help="sweep: model sizes")
   return p.parse_args(argv)
 
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     print(report.sweep_table(a.out))
     return 0
   if a.command == "sweep":
-    sweep.run(a.out, a.variants.split(","), a.shardings.split(","),
+    sweep.run(a.out, a.variants.split(","),
               a.topology or list(sweep.TOPOLOGIES), a.source_size)
     print(report.sweep_table(a.out))
     return 0

@@ -52,6 +52,7 @@ class Instr:
   attrs: str
   is_root: bool = False
   param_index: int | None = None
+  args: str = ""
 
   @property
   def arrays(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -120,7 +121,7 @@ def _parse_instr(line: str) -> Instr | None:
   args = rest[paren + 1:close - 1]
   index = int(args) if opcode == "parameter" and args.isdigit() else None
   return Instr(name[1:], type_str, opcode, _NAME.findall(args),
-               rest[close:], is_root, index)
+               rest[close:], is_root, index, args)
 
 
 def parse(text: str) -> Module:
@@ -159,9 +160,59 @@ def _called(instr: Instr) -> Iterator[tuple[str, str]]:
       yield "branch", name
 
 
-def trip_count(instr: Instr) -> int | None:
+def trip_count(module: Module, caller: str, instr: Instr) -> int | None:
+  """Iterations of a while loop: backend_config, else its condition.
+
+  The TPU compiler does not annotate trip counts; a scan's condition is
+  `counter < N` on one tuple element whose initial value is a constant.
+  """
   m = _TRIP.search(instr.attrs)
-  return int(m.group(1)) if m else None
+  if m:
+    return int(m.group(1))
+  cond = re.search(r"\bcondition=%([\w.\-]+)", instr.attrs)
+  body = module.computations.get(cond.group(1), []) if cond else []
+  table = {i.name: i for i in body}
+  root = next((i for i in body if i.is_root), None)
+  if root is None or root.opcode != "compare" or len(root.operands) != 2:
+    return None
+  direction = re.search(r"direction=(\w+)", root.attrs)
+  lhs, rhs = (_through_copies(table, n) for n in root.operands)
+  flip = {"GT": "LT", "GE": "LE"}
+  d = direction.group(1) if direction else ""
+  if lhs is not None and lhs.opcode == "constant" and d in flip:
+    lhs, rhs, d = rhs, lhs, flip[d]
+  if (lhs is None or rhs is None or lhs.opcode != "get-tuple-element"
+      or rhs.opcode != "constant" or d not in ("LT", "LE")):
+    return None
+  index = re.search(r"index=(\d+)", lhs.attrs)
+  limit = _constant_value(rhs)
+  if index is None or limit is None:
+    return None
+  start = 0
+  outer = {i.name: i for i in module.computations.get(caller, [])}
+  init = outer.get(instr.operands[0]) if instr.operands else None
+  if init is not None and init.opcode == "tuple":
+    k = int(index.group(1))
+    if k < len(init.operands):
+      c = _through_copies(outer, init.operands[k])
+      start = _constant_value(c) if c is not None and c.opcode == \
+          "constant" else 0
+  return max(0, limit - (start or 0) + (d == "LE"))
+
+
+def _through_copies(table: dict[str, Instr], name: str) -> Instr | None:
+  instr = table.get(name)
+  while instr is not None and instr.opcode in ("copy", "bitcast",
+                                               "convert") and instr.operands:
+    instr = table.get(instr.operands[0])
+  return instr
+
+
+def _constant_value(instr: Instr) -> int | None:
+  try:
+    return int(float(instr.args))
+  except ValueError:
+    return None
 
 
 @dataclasses.dataclass
@@ -186,7 +237,7 @@ def structure(module: Module, trips: bool = True) -> Structure:
       for role, callee in _called(instr):
         k = mult[comp]
         if role == "body":
-          n = trip_count(instr)
+          n = trip_count(module, comp, instr)
           unknown += n is None
           k *= (n or 1) if trips else 1
         if role in ("calls", "to_apply") and instr.opcode != "call":

@@ -84,34 +84,53 @@ def load_results(out_dir: str) -> tuple[list[dict], dict[str, dict]]:
   return searches, cases
 
 
-def sweep_table(out_dir: str) -> str:
-  """Markdown: variant x topology x sharding at the largest batch."""
+def rows(out_dir: str) -> list[dict[str, Any]]:
+  """One flat row per finished sweep cell (its reported result)."""
   searches, cases = load_results(out_dir)
-  rows = ["| variant | sharding | topology | mesh | largest global batch | "
-          "HBM per chip | roofline step (bound) | collectives per step | "
-          "MFU | pairs/s |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
-  keyed = []
+  out = []
   for s in searches:
     r = cases.get(s.get("result") or "")
-    if r is None:
-      keyed.append(((s["config"], s["topology"]), "| "
-                    f"{s['config']} | | {s['topology']} | | none fits "
-                    "| | | | | |"))
+    row = {"config": s["config"], "topology": s["topology"],
+           "largest": s["batch"], "verified": s.get("verified", False)}
+    if r is None or not r.get("memory"):
+      out.append(dict(row, variant=s["config"], sharding="?", fits=False,
+                      mfu=0.0))
       continue
     mem, roof = r["memory"], r["roofline"]
-    mesh = "x".join(str(v) for v in r["mesh"].values())
-    keyed.append(((r["variant"], r["sharding"], r["topology"] if "topology"
-                   in r else r["case"]["topology"]),
-                  f"| {r['variant']} | {r['sharding']} | "
-                  f"{r['case']['topology']} | {mesh} | {s['batch']} | "
-                  f"{analysis.gib(mem['peak']):.1f} GiB "
-                  f"({100 * mem['fraction']:.0f}%) | "
-                  f"{analysis.fmt_seconds(roof['t_roofline'])} "
-                  f"({roof['bound'][:3]}) | "
-                  f"{analysis.fmt_seconds(roof['t_collectives'])} "
-                  f"({100 * roof['collective_share']:.0f}%) | "
-                  f"{100 * roof['mfu']:.0f}% | "
-                  f"{roof['examples_per_s_per_chip'] * r['chips']:,.0f} |"))
-  keyed.sort(key=lambda kv: tuple(str(x) for x in kv[0]))
-  return "\n".join(rows + [row for _, row in keyed])
+    out.append(dict(
+        row, variant=r["variant"], sharding=r["sharding"], fits=True,
+        mesh="x".join(str(v) for v in r["mesh"].values()),
+        batch=r["case"]["batch"], chips=r["chips"], peak=mem["peak"],
+        fraction=mem["fraction"], t_roofline=roof["t_roofline"],
+        bound=roof["bound"], t_collectives=roof["t_collectives"],
+        share=roof["collective_share"], t_step=roof["t_step"],
+        mfu=roof["mfu"], per_chip=roof["examples_per_s_per_chip"],
+        pairs_s=roof["examples_per_s_per_chip"] * r["chips"]))
+  order = {v: i for i, v in enumerate(("S/16", "B/16", "L/16", "g/14"))}
+  topo = {t: i for i, t in enumerate(chips.TOPOLOGIES)}
+  out.sort(key=lambda x: (order.get(x["variant"], 9),
+                          topo.get(x["topology"], 99), x["sharding"]))
+  return out
+
+
+def sweep_table(out_dir: str) -> str:
+  """Markdown: variant x topology x sharding (see docs/benchmarks.md §4)."""
+  lines = ["| variant | sharding | topology | mesh (data x fsdp x tensor) | "
+           "largest global batch | figures at batch | HBM per chip | "
+           "roofline step (bound) | collectives per step | MFU | pairs/s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for x in rows(out_dir):
+    if not x["fits"]:
+      lines.append(f"| {x['variant']} | | {x['topology']} | | none fits | "
+                   "| | | | | |")
+      continue
+    mark = "" if x["verified"] else " (predicted)"
+    lines.append(
+        f"| {x['variant']} | {x['sharding']} | {x['topology']} | "
+        f"{x['mesh']} | {x['largest']:,}{mark} | {x['batch']:,} | "
+        f"{analysis.gib(x['peak']):.1f} GiB ({100 * x['fraction']:.0f}%) | "
+        f"{analysis.fmt_seconds(x['t_roofline'])} ({x['bound'][:3]}) | "
+        f"{analysis.fmt_seconds(x['t_collectives'])} "
+        f"({100 * x['share']:.1f}%) | {100 * x['mfu']:.0f}% | "
+        f"{x['pairs_s']:,.0f} |")
+  return "\n".join(lines)

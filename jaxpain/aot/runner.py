@@ -9,6 +9,7 @@ case: a rerun skips what is done, and an interrupted sweep resumes.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import logging
 import math
@@ -57,8 +58,13 @@ def _read(path: str) -> dict | None:
     return json.load(f)
 
 
-def compile_case(case: Case) -> dict[str, Any]:
-  """Compiles and analyses one case (no cache). See analysis.py."""
+def compile_case(case: Case, hlo_path: str | None = None
+                 ) -> dict[str, Any]:
+  """Compiles and analyses one case (no cache). See analysis.py.
+
+  The optimized HLO goes to `hlo_path` (gzip), so the analysis can be
+  redone later without recompiling (`reanalyse`).
+  """
   topo = chips.get(case.topology)
   devices = chips.devices(topo)
   config = aot_compile.load_config(case.config)
@@ -77,21 +83,42 @@ def compile_case(case: Case) -> dict[str, Any]:
     return dict(base, fits=False, error=_oom_summary(str(e)),
                 compile_s=time.perf_counter() - t0)
   mem = analysis.memory(low.compiled, topo.chip)
-  module = hlo.parse(low.compiled.as_text())
+  text = low.compiled.as_text()
+  if hlo_path:
+    os.makedirs(os.path.dirname(hlo_path), exist_ok=True)
+    with gzip.open(hlo_path, "wt") as f:
+      f.write(text)
   out = dict(base, fits=mem["peak"] <= mem["hbm"],
              mesh=dict(low.mesh.shape), lower_s=low.lower_s,
              compile_s=low.compile_s, memory=mem,
              cost_xla=analysis.cost(low.compiled),
-             loop_extra=analysis.loop_extra(module),
              model_flops_per_example=analysis.model_flops_per_example(
-                 low.config),
-             collective_records=analysis.collective_records(
-                 module, list(low.mesh.devices.flat)),
-             largest_buffers=analysis.largest_buffers(module))
+                 low.config))
+  out.update(_from_hlo(hlo.parse(text), low.mesh))
   if case.augment_cost:
-    aug = analysis.cost(aot_compile.compile_augmentation(low))
-    out["augment"] = aug
+    out["augment"] = analysis.cost(aot_compile.compile_augmentation(low))
   return derive(out)
+
+
+def _from_hlo(module: hlo.Module, mesh) -> dict[str, Any]:
+  """The figures read from the optimized HLO (see hlo.py)."""
+  return {"loop_extra": analysis.loop_extra(module),
+          "collective_records": analysis.collective_records(
+              module, list(mesh.devices.flat)),
+          "largest_buffers": analysis.largest_buffers(module)}
+
+
+def reanalyse(result: dict[str, Any], hlo_path: str) -> dict[str, Any]:
+  """Re-reads a stored HLO (after a change to hlo.py / analysis.py)."""
+  from jaxpain import sharding as shd
+
+  case = Case(**result["case"])
+  config = aot_compile.load_config(case.config)
+  mesh = shd.mesh_from_config(config, chips.devices(chips.get(
+      case.topology)))
+  with gzip.open(hlo_path, "rt") as f:
+    module = hlo.parse(f.read())
+  return derive(dict(result, **_from_hlo(module, mesh)))
 
 
 def derive(r: dict[str, Any]) -> dict[str, Any]:
@@ -134,17 +161,15 @@ def _oom_summary(message: str) -> dict[str, Any]:
 
 def run_case(case: Case, out_dir: str, force: bool = False
              ) -> dict[str, Any]:
-  """`compile_case` with the JSON cache in out_dir/cases/."""
+  """`compile_case` with the JSON cache in out_dir/cases/ (HLO in hlo/)."""
   path = os.path.join(out_dir, "cases", f"{case.id}.json")
+  hlo_path = os.path.join(out_dir, "hlo", f"{case.id}.hlo.gz")
   cached = None if force else _read(path)
-  if cached is not None:
-    if not cached.get("augment") and case.augment_cost and cached.get(
-        "fits"):
-      pass  # fall through: recompile to add the augmentation figures
-    else:
-      return derive(cached)
+  if cached is not None and (cached.get("augment") or not case.augment_cost
+                             or not cached.get("fits")):
+    return derive(cached)
   logging.info("compiling %s", case.id)
-  result = compile_case(case)
+  result = compile_case(case, hlo_path)
   _write(path, result)
   return result
 
@@ -169,19 +194,21 @@ def require_fit(result: dict[str, Any]) -> None:
 
 def largest_batch(config: str, topology: str, out_dir: str,
                   per_shard: int = 8, max_per_shard: int = 1024,
-                  source_size: int = 256) -> dict[str, Any]:
-  """The largest global batch that fits, and the result compiled at it.
+                  source_size: int = 256, verify: bool = True
+                  ) -> dict[str, Any]:
+  """The largest global batch that fits, and the result to report.
 
   One compile at `per_shard` examples per batch shard splits peak HBM into
   a fixed part (state, code: arguments + outputs + code - aliases) and a
-  per-example part (temporaries / examples); a second compile at the
-  predicted largest batch checks it (stepping down 10% while it does not
-  fit) and is the result reported.
+  per-example part (temporaries / examples), which predicts the largest
+  batch. With `verify` a second compile at that batch checks it (stepping
+  down 10% while it does not fit) and is the result reported; without, the
+  probe is (its figures are at the probe's batch).
   """
   path = os.path.join(out_dir, "search", _search_id(config, topology)
                       + ".json")
   done = _read(path)
-  if done is not None:
+  if done is not None and (done.get("verified") or not verify):
     return done
   topo = chips.get(topology)
   shards = _batch_shards(aot_compile.load_config(config), topo)
@@ -201,17 +228,20 @@ def largest_batch(config: str, topology: str, out_dir: str,
     per_example = max(mem["temp"] / per_shard, 1.0)
     best = int(min(max_per_shard, (0.97 * hbm - fixed) // per_example))
     best = max(best, per_shard)
-  result = probe if best == per_shard else None
-  while best > per_shard:
+  predicted, result = best, probe
+  while verify and best > per_shard:
     result = run_case(Case(config, topology, best * shards, source_size,
-                           True), out_dir)
+                           False), out_dir)
     tries.append(best)
     if result["fits"]:
       break
     best = max(per_shard, int(best * 0.9))
-    result = probe if best == per_shard else None
+    result = probe
   summary = {"config": config, "topology": topology, "shards": shards,
-             "per_shard": best, "batch": best * shards, "tries": tries,
+             "per_shard": best, "batch": best * shards,
+             "predicted_per_shard": predicted, "tries": tries,
+             "verified": bool(verify and result is not probe
+                              or best == per_shard),
              "result": result["id"] if result and result["fits"] else None}
   _write(path, summary)
   return summary

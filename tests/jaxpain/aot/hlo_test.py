@@ -6,7 +6,8 @@ from jaxpain.aot import hlo
 
 # A hand-written optimized-HLO excerpt with the forms the TPU compiler
 # prints: tuple-shaped and async collectives, the three replica-group
-# spellings, a scanned loop with a known trip count, a fused dynamic-slice.
+# spellings, a scanned loop whose trip count only its condition tells (as
+# the TPU compiler prints it), a fused dynamic-slice.
 TEXT = """
 HloModule jit_step, entry_computation_layout={()->()}
 
@@ -38,15 +39,18 @@ HloModule jit_step, entry_computation_layout={()->()}
 
 %cond (p: (s32[], f32[8,64], f32[12,64,64])) -> pred[] {
   %p = (s32[], f32[8,64]{1,0}, f32[12,64,64]{2,1,0}) parameter(0)
-  ROOT %lt = pred[] constant(true)
+  %n = s32[]{:T(128)} constant(12)
+  %k = s32[]{:T(128)} get-tuple-element(%p), index=0
+  ROOT %lt = pred[]{:T(512)} compare(%k, %n), direction=LT
 }
 
 ENTRY %main (x: f32[8,64], w: f32[12,64,64]) -> f32[8,64] {
   %x = f32[8,64]{1,0} parameter(0)
   %w = f32[12,64,64]{2,1,0} parameter(1)
   %z = s32[] constant(0)
-  %init = (s32[], f32[8,64]{1,0}, f32[12,64,64]{2,1,0}) tuple(%z, %x, %w)
-  %loop = (s32[], f32[8,64]{1,0}, f32[12,64,64]{2,1,0}) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"12"}}
+  %z2 = s32[] copy(%z)
+  %init = (s32[], f32[8,64]{1,0}, f32[12,64,64]{2,1,0}) tuple(%z2, %x, %w)
+  %loop = (s32[], f32[8,64]{1,0}, f32[12,64,64]{2,1,0}) while(%init), condition=%cond, body=%body
   %h = f32[8,64]{1,0} get-tuple-element(%loop), index=1
   %ar = (f32[8,64]{1,0}, f32[64]{0}) all-reduce(%h, %h), channel_id=1, replica_groups=mesh['axis_0'=2,'axis_1'=2] {'axis_1'}, use_global_device_ids=true, to_apply=%add
   %r = f32[8,64]{1,0} get-tuple-element(%ar), index=0
@@ -68,6 +72,12 @@ def test_loop_bodies_run_their_trip_count(module):
   assert real.mult["body"] == 12 and real.unknown_loops == 0
   assert "fused_slice" in real.fused and "add" in real.fused
   assert hlo.structure(module, trips=False).mult["body"] == 1
+
+
+def test_trip_count_from_backend_config():
+  loop = hlo.Instr("w", "()", "while", ["init"],
+                   ', body=%b, backend_config={"known_trip_count":{"n":"24"}}')
+  assert hlo.trip_count(hlo.Module({"main": []}, "main"), "main", loop) == 24
 
 
 def test_collectives_found_in_every_spelling(module):
