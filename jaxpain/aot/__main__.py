@@ -38,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--out", default="aot_results",
                  help="folder for the per-case JSON files")
   p.add_argument("--force", action="store_true", help="ignore the cache")
+  p.add_argument("--reanalyse", action="store_true",
+                 help="table: re-read the stored HLO of every case first")
   p.add_argument("--no_augment_cost", action="store_true",
                  help="skip compiling the augmentation alone")
   p.add_argument("--variants", default=",".join(sweep.VARIANTS),
@@ -53,6 +55,9 @@ def main(argv=None) -> int:
   a = parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(message)s")
   if a.command == "table":
+    if a.reanalyse:
+      logging.info("re-read %d stored HLO files",
+                   runner.reanalyse_all(a.out))
     print(report.sweep_table(a.out))
     return 0
   if a.command == "sweep":

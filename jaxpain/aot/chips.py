@@ -135,7 +135,7 @@ def libtpu_env():
   """Points jax at libtpu while the TPU plugin loads; yields its path.
 
   TPU_SKIP_MDS_QUERY stops libtpu from waiting for a GCE metadata server;
-  TPU_LIBRARY_PATH names the library. Both matter only while the plugin
+  TPU_LIBRARY_PATH names the library. They matter only while the plugin
   loads and initialises (`devices`), so they are restored afterwards: a
   later subprocess of this process (grain workers, tests) must not see a
   TPU library and try a TPU backend.
@@ -145,10 +145,13 @@ def libtpu_env():
     raise TopologyError(
         "libtpu not found: run scripts/setup_env.sh (installs it into "
         "<venv>/libtpu), `pip install 'jax[tpu]'`, or set TPU_LIBRARY_PATH.")
-  saved = {k: os.environ.get(k) for k in ("TPU_SKIP_MDS_QUERY",
-                                          "TPU_LIBRARY_PATH")}
-  os.environ["TPU_SKIP_MDS_QUERY"] = "1"
-  os.environ["TPU_LIBRARY_PATH"] = path
+  env = {"TPU_SKIP_MDS_QUERY": "1", "TPU_LIBRARY_PATH": path,
+         # libtpu otherwise takes /tmp/libtpu_lockfile, and a second
+         # compiling process (a test beside a sweep) aborts; compile-only
+         # devices never touch a chip, so the lock guards nothing here.
+         "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+  saved = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
   try:
     yield path
   finally:

@@ -32,6 +32,10 @@ DTYPE_BYTES = {
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all",
                "collective-permute")
 _ARRAY = re.compile(r"\b([a-z]+[0-9]*(?:e[0-9]m[0-9]fn)?)\[([0-9,]*)\]")
+# An array type with its layout; S(n), n > 0, is an on-chip memory space
+# (TPU VMEM), which costs no HBM bandwidth.
+_LAYOUT = re.compile(
+    r"\b([a-z]+[0-9]*(?:e[0-9]m[0-9]fn)?)\[([0-9,]*)\](\{[^{}]*\})?")
 _HEADER = re.compile(r"^(ENTRY\s+)?%?(\S+)\s+\(.*\)\s*->\s*.*\{\s*$")
 _NAME = re.compile(r"%([\w.\-]+)")
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
@@ -61,6 +65,24 @@ class Instr:
   @property
   def nbytes(self) -> float:
     return sum(array_bytes(d, s) for d, s in self.arrays)
+
+  @property
+  def elements(self) -> list[tuple[float, bool]]:
+    """(bytes, lives in HBM) of each result array (tuple elements)."""
+    out = []
+    for dtype, dims, layout in _LAYOUT.findall(self.type_str):
+      if dtype not in DTYPE_BYTES:
+        continue
+      space = re.search(r"S\((\d+)\)", layout or "")
+      shape = tuple(int(d) for d in dims.split(",") if d)
+      out.append((array_bytes(dtype, shape),
+                  not (space and int(space.group(1)))))
+    return out
+
+  @property
+  def hbm_bytes(self) -> float:
+    """Bytes of the result arrays that live in HBM (memory space 0)."""
+    return sum(b for b, in_hbm in self.elements if in_hbm)
 
 
 @dataclasses.dataclass
@@ -425,42 +447,85 @@ def _fusion_bytes(module: Module, instr: Instr,
   As XLA's own model does: an operand used only through (dynamic-)slices
   costs its slices, an in-place dynamic-update-slice costs its update.
   """
-  callee = re.search(r"\bcalls=%([\w.\-]+)", instr.attrs)
-  inner = module.computations.get(callee.group(1), []) if callee else []
+  inner = _callee(module, instr)
   by_index = {i.param_index: i.name for i in inner
               if i.opcode == "parameter"}
   inner_table = {i.name: i for i in inner}
-  users: dict[str, list[Instr]] = {}
-  for i in inner:
-    for op in i.operands:
-      users.setdefault(op, []).append(i)
   total = 0.0
   for k, name in enumerate(instr.operands):
-    full = table[name].nbytes if name in table else 0.0
-    us = users.get(by_index.get(k), [])
-    if us and all(u.opcode in ("dynamic-slice", "slice") for u in us):
-      total += min(full, sum(u.nbytes for u in us))
-    elif us and all(u.opcode == "dynamic-update-slice" and
-                    u.operands[0] == by_index.get(k) for u in us):
-      continue  # the buffer is updated in place
-    else:
-      total += full
-  root = inner[-1] if inner else None
-  for i in inner:
-    if i.is_root:
-      root = i
+    full = table[name].hbm_bytes if name in table else 0.0
+    if full:
+      total += min(full, _read_bytes(module, inner, by_index.get(k), full))
+  root = next((i for i in inner if i.is_root), inner[-1] if inner else None)
   outs = [root] if root is not None else []
   if root is not None and root.opcode == "tuple":
-    outs = [inner_table[n] for n in root.operands if n in inner_table]
-  for out in outs:
-    if out.opcode == "dynamic-update-slice" and len(out.operands) > 1:
-      upd = inner_table.get(out.operands[1])
-      total += upd.nbytes if upd is not None else out.nbytes
-    else:
-      total += out.nbytes
-  if not outs:
-    total += instr.nbytes
+    outs = [inner_table.get(n) for n in root.operands]
+  elements = instr.elements
+  if len(outs) != len(elements):
+    return total + instr.hbm_bytes
+  for out, (nbytes, in_hbm) in zip(outs, elements, strict=True):
+    if in_hbm:
+      total += _write_bytes(module, inner_table, out, nbytes)
   return total
+
+
+def _write_bytes(module: Module, table: dict[str, Instr], out: Instr | None,
+                 full: float, depth: int = 0) -> float:
+  """Bytes a fused result writes: an in-place dynamic-update-slice writes
+  its update only (followed through views and nested fusions)."""
+  if out is None or depth > 8:
+    return full
+  if out.opcode == "dynamic-update-slice" and len(out.operands) > 1:
+    upd = table.get(out.operands[1])
+    return min(full, upd.nbytes) if upd is not None else full
+  if out.opcode in ("bitcast", "reshape", "copy") and out.operands:
+    return _write_bytes(module, table, table.get(out.operands[0]), full,
+                        depth + 1)
+  if out.opcode == "fusion":
+    inner = _callee(module, out)
+    root = next((i for i in inner if i.is_root), None)
+    if root is not None and root.opcode != "tuple":
+      return _write_bytes(module, {i.name: i for i in inner}, root, full,
+                          depth + 1)
+  return full
+
+
+def _callee(module: Module, instr: Instr) -> list[Instr]:
+  m = re.search(r"\bcalls=%([\w.\-]+)", instr.attrs)
+  return module.computations.get(m.group(1), []) if m else []
+
+
+def _read_bytes(module: Module, comp: list[Instr], name: str | None,
+                full: float, depth: int = 0) -> float:
+  """How much of the array `name` the fused computation reads.
+
+  Slices read their slice; an in-place dynamic-update-slice reads nothing;
+  views and nested fusions are followed; anything else reads it all.
+  """
+  if name is None or depth > 8:
+    return full
+  users = [i for i in comp if name in i.operands]
+  if not users:
+    return 0.0
+  total = 0.0
+  for u in users:
+    if u.opcode in ("dynamic-slice", "slice") and u.operands[0] == name:
+      total += u.nbytes
+    elif u.opcode == "dynamic-update-slice" and u.operands[0] == name:
+      continue
+    elif u.opcode in ("bitcast", "reshape", "copy"):
+      total += _read_bytes(module, comp, u.name, full, depth + 1)
+    elif u.opcode == "fusion":
+      inner = _callee(module, u)
+      params = {i.param_index: i.name for i in inner
+                if i.opcode == "parameter"}
+      for k, op in enumerate(u.operands):
+        if op == name:
+          total += _read_bytes(module, inner, params.get(k), full,
+                               depth + 1)
+    else:
+      return full
+  return min(total, full)
 
 
 def bytes_accessed(module: Module, struct: Structure | None = None
@@ -477,8 +542,9 @@ def bytes_accessed(module: Module, struct: Structure | None = None
       if instr.opcode == "fusion":
         moved = _fusion_bytes(module, instr, table)
       else:
-        read = sum(table[n].nbytes for n in instr.operands if n in table)
-        write = read if instr.opcode.endswith("-start") else instr.nbytes
+        read = sum(table[n].hbm_bytes for n in instr.operands
+                   if n in table)
+        write = 0.0 if instr.opcode.endswith("-start") else instr.hbm_bytes
         moved = read + write
       total += runs * moved
   return total

@@ -33,10 +33,12 @@ def case_text(r: dict[str, Any]) -> str:
       f"peak {g(mem['peak']):.2f} of {g(mem['hbm']):.0f} GiB "
       f"({100 * mem['fraction']:.0f}%){'' if r['fits'] else '  DOES NOT FIT'}",
       f"  per chip per step: {r['flops'] / 1e12:.3f} TFLOP, "
-      f"{r['bytes'] / 1e9:.2f} GB (XLA: {r['cost_xla']['flops'] / 1e12:.3f} "
-      f"TFLOP, {r['cost_xla']['bytes'] / 1e9:.2f} GB with loop bodies once; "
-      f"+{r['loop_extra']['flops'] / 1e12:.3f} TFLOP, "
-      f"+{r['loop_extra']['bytes'] / 1e9:.2f} GB for the other iterations)",
+      f"{r['bytes'] / 1e9:.2f} GB of HBM traffic (XLA's cost analysis: "
+      f"{r['cost_xla']['flops'] / 1e12:.3f} TFLOP and "
+      f"{r['cost_xla']['bytes'] / 1e9:.2f} GB accessed, loop bodies once "
+      f"and on-chip memory included; +"
+      f"{r['loop_extra']['flops'] / 1e12:.3f} TFLOP for the other "
+      "iterations)",
       f"  roofline: {analysis.fmt_seconds(roof['t_flops'])} at "
       f"{chip.peak_bf16 / 1e12:.0f} TFLOP/s, "
       f"{analysis.fmt_seconds(roof['t_bytes'])} at "

@@ -132,7 +132,7 @@ def derive(r: dict[str, Any]) -> dict[str, Any]:
   chip = chips.CHIPS[r["chip"]]
   cost, extra = r["cost_xla"], r["loop_extra"]
   r["flops"] = cost["flops"] + extra["flops"]
-  r["bytes"] = cost["bytes"] + extra["bytes"]
+  r["bytes"] = extra.get("hbm_bytes", cost["bytes"])
   examples = r["case"]["batch"] / r["chips"]
   r["model_flops"] = r["model_flops_per_example"] * examples
   r["collectives"] = analysis.collective_table(r["collective_records"],
@@ -172,6 +172,20 @@ def run_case(case: Case, out_dir: str, force: bool = False
   result = compile_case(case, hlo_path)
   _write(path, result)
   return result
+
+
+def reanalyse_all(out_dir: str) -> int:
+  """Re-reads every stored HLO of out_dir; returns how many were updated."""
+  done = 0
+  for name in sorted(os.listdir(os.path.join(out_dir, "cases"))):
+    path = os.path.join(out_dir, "cases", name)
+    hlo_path = os.path.join(out_dir, "hlo", name[:-len(".json")]
+                            + ".hlo.gz")
+    result = _read(path)
+    if result and result.get("memory") and os.path.exists(hlo_path):
+      _write(path, reanalyse(result, hlo_path))
+      done += 1
+  return done
 
 
 def require_fit(result: dict[str, Any]) -> None:
