@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxpain import sharding
 from jaxpain.models import layers, lora, rope
 
 
@@ -313,6 +314,9 @@ class ViT(nnx.Module):
     prefix = self.cfg.num_prefix
 
     def step(block, x, key):
-      return block(x, rope_tab, key, prefix=prefix, groups=groups)
+      # Block boundaries keep the batch layout (sharding.constrain_batch).
+      x = block(sharding.constrain_batch(x), rope_tab, key, prefix=prefix,
+                groups=groups)
+      return sharding.constrain_batch(x)
 
     return nnx.remat(step) if self.cfg.remat else step

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxpain import sharding as shd
 from jaxpain.models import heads, layers, lora, vit
 from jaxpain.models.heads import AU_NAMES, PSPI_THRESHOLDS  # noqa: F401
 from jaxpain.models.layers import LOGICAL_AXES, logical_rules  # noqa: F401
@@ -224,10 +225,10 @@ class ViTPain(nnx.Module):
       # collective-permute a [pain; neutral] concatenation compiles to.
       b = images.shape[0]
       both = jnp.stack([images, neutral], axis=1)
-      both = enc(both.reshape((2 * b,) + images.shape[1:]), groups=(0, 1),
-                 key=key)
+      both = shd.constrain_batch(both.reshape((2 * b,) + images.shape[1:]))
+      both = enc(both, groups=(0, 1), key=key)
       both = both.reshape((b, 2) + both.shape[1:])
-      tp, tn = both[:, 0], both[:, 1]
+      tp, tn = shd.constrain_batch(both[:, 0]), shd.constrain_batch(both[:, 1])
     else:
       tp = enc(images, groups=(0,), key=layers.fold(key, 0))
       tn = self.neutral_encoder(neutral, groups=(0,), key=layers.fold(key, 1))
