@@ -94,3 +94,15 @@ def test_no_collective_reshuffles_the_batch(lowered):
   # Pain and neutral rows interleave, so every pair stays on its chip:
   # only the gradients are reduced.
   assert kinds == {"all-reduce"}, kinds
+
+
+def test_multislice_mesh_puts_only_data_across_slices():
+  topo = chips.Topology("2xv5e-4", chips.CHIPS["v5e"], "2x2", 2)
+  devices = chips.devices(topo)
+  assert shd.num_slices(devices) == 2
+  config = aot_compile.load_config(TINY + "fsdp")
+  mesh = shd.mesh_from_config(config, devices)
+  assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "tensor": 1}
+  # Each fsdp group (a row along 'fsdp') lies inside one slice.
+  for row in mesh.devices.reshape(2, 4):
+    assert len({d.slice_index for d in row}) == 1
