@@ -206,24 +206,20 @@ def model_flops_per_example(config) -> float:
 
 
 def largest_buffers(module: hlo.Module, n: int = 5) -> list[str]:
-  """The biggest arrays of the program (for out-of-memory messages)."""
-  sizes = []
+  """The biggest arrays the program creates (for out-of-memory messages):
+  distinct shapes, each with one instruction that produces it."""
+  sizes: dict[str, tuple[float, str]] = {}
   for comp, instrs in module.computations.items():
     for i in instrs:
-      if i.opcode in ("parameter", "fusion", "convolution", "dot", "copy",
-                      "all-gather", "all-gather-start", "custom-call"):
-        sizes.append((i.nbytes, f"{i.type_str.split('{')[0]} "
-                                f"{i.opcode} %{i.name} ({comp})"))
-  sizes.sort(key=lambda x: -x[0])
-  seen, out = set(), []
-  for b, label in sizes:
-    if label in seen:
-      continue
-    seen.add(label)
-    out.append(f"{b / 2**30:.2f} GiB {label}")
-    if len(out) == n:
-      break
-  return out
+      if i.type_str.startswith("(") or i.opcode in (
+          "bitcast", "get-tuple-element") or (
+              i.opcode == "parameter" and comp != module.entry):
+        continue  # tuples, views and fused parameters alias other buffers
+      shape = i.type_str.split("{")[0]
+      if shape not in sizes:
+        sizes[shape] = (i.nbytes, f"{shape} {i.opcode} %{i.name}")
+  ranked = sorted(sizes.values(), key=lambda x: -x[0])[:n]
+  return [f"{b / 2**30:.2f} GiB {label}" for b, label in ranked]
 
 
 def gib(x: float) -> float:
