@@ -109,6 +109,21 @@ TOPOLOGIES = {t.name: t for t in (
 )}
 
 
+_V5P_SHAPES = {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4",
+               128: "4x4x8", 256: "4x8x8", 512: "8x8x8"}
+
+
+def larger_memory_twin(topology: Topology) -> Topology | None:
+  """The same number of chips (and slices) as v5p, the chip with the most
+  HBM: a program too big for `topology` may compile there, and show what
+  fills the memory."""
+  shape = _V5P_SHAPES.get(topology.chips_per_slice)
+  if shape is None or topology.chip.name == "v5p":
+    return None
+  return Topology(f"{topology.name}-as-v5p", CHIPS["v5p"], shape,
+                  topology.num_slices)
+
+
 def get(name: str) -> Topology:
   if name not in TOPOLOGIES:
     raise TopologyError(
