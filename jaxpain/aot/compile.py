@@ -101,8 +101,15 @@ class Lowered:
   compiled: Any
   lower_s: float
   compile_s: float
-  model_inputs_fn: Any  # jitted augmentation alone, for its own cost
   batch: dict
+  source_size: int
+
+
+def _abstract_batch(config, mesh, source_size: int, kind: str) -> dict:
+  batch_sh = shd.batch_sharding(mesh, config.batch_axes)
+  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh)
+          for k, v in batch_spec(config, source_size,
+                                 kind == "distilled").items()}
 
 
 def lower_and_compile(config, devices, source_size: int = 256) -> Lowered:
@@ -115,10 +122,7 @@ def lower_and_compile(config, devices, source_size: int = 256) -> Lowered:
   with shd.abstract_init():
     setup = state_lib.create(config, mesh, total_steps=1000)
   teacher = abstract_teacher(config, mesh) if kind == "distilled" else None
-  batch_sh = shd.batch_sharding(mesh, config.batch_axes)
-  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh)
-           for k, v in batch_spec(config, source_size,
-                                  kind == "distilled").items()}
+  batch = _abstract_batch(config, mesh, source_size, kind)
   tgroups = teacher.groups if teacher is not None else None
   with shd.mesh_context(mesh, setup.parts.rules):
     step = steps_lib.make_train_step(config, setup, mesh, teacher)
@@ -127,28 +131,27 @@ def lower_and_compile(config, devices, source_size: int = 256) -> Lowered:
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
-  aug = augmentation_fn(config, mesh, batch_sh)
-  return Lowered(config, mesh, kind, compiled, t1 - t0, t2 - t1, aug, batch)
+  return Lowered(config, mesh, kind, compiled, t1 - t0, t2 - t1, batch,
+                 source_size)
 
 
-def augmentation_fn(config, mesh, batch_sh):
-  """The step's input preparation alone (resize, augment, normalise)."""
-  aug = steps_lib._aug_cfg(config)  # noqa: SLF001  (the step's own parse)
+def compile_augmentation(config, devices, source_size: int = 256):
+  """The step's input preparation alone (resize, augment, normalise),
+  compiled with the step's batch layout: what it costs next to the model.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  mesh = shd.mesh_from_config(config, devices)
+  batch = _abstract_batch(config, mesh, source_size, step_kind(config))
+  batch = {k: v for k, v in batch.items()
+           if k in ("image", "neutral", "heatmap")}
+  aug = steps_lib.augment_config(config)
 
   def prepare(batch):
     key = jax.random.key(config.seed)
-    images, neutral = steps_lib.model_inputs(config, batch, key, aug)
-    return images if neutral is None else (images, neutral)
+    return steps_lib.model_inputs(config, batch, key, aug)
 
-  return jax.jit(prepare, in_shardings=(batch_sh,))
-
-
-def compile_augmentation(lowered: Lowered):
-  """Compiles the augmentation alone with the step's batch layout."""
-  batch = {k: v for k, v in lowered.batch.items()
-           if k in ("image", "neutral", "heatmap")}
-  with shd.mesh_context(lowered.mesh):
-    return lowered.model_inputs_fn.lower(batch).compile()
+  with shd.mesh_context(mesh):
+    return jax.jit(prepare).lower(batch).compile()
 
 
 def versions() -> dict[str, str]:
