@@ -99,6 +99,11 @@ def rows(out_dir: str) -> list[dict[str, Any]]:
                       mfu=0.0))
       continue
     mem, roof = r["memory"], r["roofline"]
+    probe = _probe(s, cases)
+    if probe is not None and probe["id"] != r["id"]:
+      row.update(probe_batch=probe["case"]["batch"],
+                 probe_mfu=probe["roofline"]["mfu"],
+                 probe_share=probe["roofline"]["collective_share"])
     out.append(dict(
         row, variant=r["variant"], sharding=r["sharding"], fits=True,
         mesh="x".join(str(v) for v in r["mesh"].values()),
@@ -115,24 +120,39 @@ def rows(out_dir: str) -> list[dict[str, Any]]:
   return out
 
 
+def _probe(search: dict, cases: dict) -> dict | None:
+  """The first compile of a largest-batch search that fit (its probe)."""
+  prefix = search["result"].rsplit("__b", 1)[0] if search.get(
+      "result") else None
+  for per_shard in search.get("tries", []):
+    r = cases.get(f"{prefix}__b{per_shard * search['shards']}")
+    if r is not None and r.get("fits"):
+      return r
+  return None
+
+
 def sweep_table(out_dir: str) -> str:
   """Markdown: variant x topology x sharding (see docs/benchmarks.md §4)."""
   lines = ["| variant | sharding | topology | mesh (data x fsdp x tensor) | "
-           "largest global batch | figures at batch | HBM per chip | "
-           "roofline step (bound) | collectives per step | MFU | pairs/s |",
+           "largest global batch | HBM per chip | roofline step (bound) | "
+           "collectives per step | MFU | pairs/s | at 8 per batch shard: "
+           "MFU, collectives |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
   for x in rows(out_dir):
     if not x["fits"]:
       lines.append(f"| {x['variant']} | | {x['topology']} | | none fits | "
                    "| | | | | |")
       continue
-    mark = "" if x["verified"] else " (predicted)"
+    largest = f"{x['largest']:,}" + ("" if x["verified"] else
+                                     f" (predicted; figures at {x['batch']:,})")
+    probe = (f"{100 * x['probe_mfu']:.0f}%, {100 * x['probe_share']:.1f}%"
+             if "probe_mfu" in x else "(same)")
     lines.append(
         f"| {x['variant']} | {x['sharding']} | {x['topology']} | "
-        f"{x['mesh']} | {x['largest']:,}{mark} | {x['batch']:,} | "
+        f"{x['mesh']} | {largest} | "
         f"{analysis.gib(x['peak']):.1f} GiB ({100 * x['fraction']:.0f}%) | "
         f"{analysis.fmt_seconds(x['t_roofline'])} ({x['bound'][:3]}) | "
         f"{analysis.fmt_seconds(x['t_collectives'])} "
         f"({100 * x['share']:.1f}%) | {100 * x['mfu']:.0f}% | "
-        f"{x['pairs_s']:,.0f} |")
+        f"{x['pairs_s']:,.0f} | {probe} |")
   return "\n".join(lines)

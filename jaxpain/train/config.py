@@ -39,7 +39,7 @@ DEFAULT_RULES = (
 SHARDINGS = ("dp", "fsdp", "fsdp_tp")
 # The choice per model size, from the ahead-of-time TPU compile table
 # (docs/benchmarks.md, "TPU ahead-of-time compile": `python -m jaxpain.aot`).
-DEFAULT_SHARDING = {"S/16": "dp", "B/16": "dp", "L/16": "fsdp",
+DEFAULT_SHARDING = {"S/16": "dp", "B/16": "dp", "L/16": "dp",
                     "g/14": "fsdp"}
 
 
