@@ -63,13 +63,22 @@ def case_text(r: dict[str, Any]) -> str:
       "without collectives)")
   if roof["cost_model_s"] is None:
     lines.append("  cost model: " + _COST_MODEL_NOTE)
+  elif r["loop_extra"]["flops"] > 0:
+    lines.append(f"  cost model: {analysis.fmt_seconds(roof['cost_model_s'])}"
+                 " for the program with each loop body once (the scanned "
+                 "blocks: 1 of their iterations), without collectives: not "
+                 "a step time")
   else:
     lines.append(f"  cost model: {analysis.fmt_seconds(roof['cost_model_s'])}"
-                 f" -> MFU {100 * roof.get('mfu_cost_model', 0):.1f}%")
+                 f" -> MFU {100 * roof.get('mfu_cost_model', 0):.1f}% "
+                 "(collectives not included)")
   if r.get("augment"):
     a = r["augment"]
-    lines.append(f"  augmentation alone: {a['bytes'] / 1e9:.3f} GB "
-                 f"({100 * a['share_of_bytes']:.1f}% of the step's bytes)")
+    hbm = (f"{a['hbm_bytes'] / 1e9:.3f} GB of HBM traffic, "
+           f"{100 * a['share_of_hbm']:.1f}% of the step's; "
+           if "hbm_bytes" in a else "")
+    lines.append(f"  augmentation alone: {hbm}XLA: {a['bytes'] / 1e9:.3f} GB "
+                 f"accessed, {a['flops'] / 1e9:.1f} GFLOP")
   return "\n".join(lines)
 
 

@@ -101,9 +101,12 @@ def compile_case(case: Case, hlo_path: str | None = None
 
 
 def augment_cost(config, devices, source_size: int) -> dict[str, float]:
-  """XLA's cost of the step's augmentation alone (see compile.py)."""
-  return analysis.cost(aot_compile.compile_augmentation(config, devices,
-                                                        source_size))
+  """XLA's cost of the step's augmentation alone (see compile.py), and its
+  HBM traffic read as the step's is (hbm_bytes)."""
+  compiled = aot_compile.compile_augmentation(config, devices, source_size)
+  module = hlo.parse(compiled.as_text())
+  return dict(analysis.cost(compiled),
+              hbm_bytes=hlo.bytes_accessed(module))
 
 
 def _from_hlo(module: hlo.Module, mesh) -> dict[str, Any]:
@@ -150,8 +153,8 @@ def derive(r: dict[str, Any]) -> dict[str, Any]:
   if r.get("augment"):
     aug = r["augment"]
     aug["share_of_bytes"] = aug["bytes"] / max(cost["bytes"], 1.0)
-    aug["vs_model_bytes"] = aug["bytes"] / max(cost["bytes"] - aug["bytes"],
-                                               1.0)
+    if "hbm_bytes" in aug:
+      aug["share_of_hbm"] = aug["hbm_bytes"] / max(r["bytes"], 1.0)
   return r
 
 
@@ -186,8 +189,8 @@ def run_case(case: Case, out_dir: str, force: bool = False
   hlo_path = os.path.join(out_dir, "hlo", f"{case.id}.hlo.gz")
   cached = None if force else _read(path)
   if cached is not None:
-    if case.augment_cost and cached.get("fits") and not cached.get(
-        "augment"):  # a probe compile, now reported: add the augmentation
+    if case.augment_cost and cached.get("fits") and "hbm_bytes" not in (
+        cached.get("augment") or {}):  # a probe, now reported: add it
       config = aot_compile.load_config(case.config)
       config.batch_size = case.batch
       cached["augment"] = augment_cost(
