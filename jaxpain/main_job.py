@@ -37,11 +37,14 @@ import shutil
 import sys
 import time
 
+from synth import cli_errors
+
 # The trainer may use several simulated CPU devices for its mesh; nothing here
 # needs more than one, and jax must not initialise before this is decided.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+PROG = "python -m jaxpain.main_job"
 STUDENTS = {
     # name: (config file, extra config args, description)
     "student_distill": ("student_distill", "", "RGB + neutral, distilled"),
@@ -52,8 +55,8 @@ STUDENTS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m jaxpain.main_job",
-                              description=__doc__.split("\n\n")[0])
+  p = cli_errors.ArgumentParser(prog=PROG,
+                                description=__doc__.split("\n\n")[0])
   p.add_argument("--workdir", default="runs/main")
   p.add_argument("--dataset", default="demo",
                  help="3dpain config: demo (36 identities, 64 px), small "
@@ -150,7 +153,8 @@ def build_dataset(args, data_dir: str, report_dir: str) -> str:
   builder = tfds.builder(name, data_dir=data_dir)
   cfg = builder.builder_config
   if cfg.synth is None:
-    raise SystemExit(f"main_job: {name} is not a synthetic config")
+    raise cli_errors.UserError(f"--dataset {args.dataset}: {name} is not a "
+                               "synthetic config; use demo, small or full")
   if not builder.is_prepared():
     _log(f"dataset: synthesizing {cfg.synth.num_identities} identities at "
          f"{cfg.synth.resolution}px into {data_dir}")
@@ -323,7 +327,13 @@ def _curves(report_dir: str, args) -> None:
 
 
 def main(argv=None) -> int:
+  """The main job; bad input: one line, exit status 2 (synth.cli_errors)."""
   args = parse_args(argv)
+  return cli_errors.run(PROG, lambda: _main(args), verbose=args.verbose)
+
+
+def _main(args) -> int:
+  cli_errors.check_output_dir(args.workdir, "--workdir")
   if args.fresh and os.path.exists(args.workdir):
     shutil.rmtree(args.workdir)
   work = os.path.abspath(args.workdir)

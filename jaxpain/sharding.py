@@ -35,13 +35,15 @@ from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from synth.cli_errors import UserError
+
 Rules = Sequence[tuple[str, Any]]
 
 # Metadata keys under which flax versions keep a Variable's logical names.
 _SHARDING_KEYS = ("out_sharding", "sharding_names", "sharding")
 
 
-class ShardingError(ValueError):
+class ShardingError(UserError):
   """A mesh or batch that does not fit the devices or the data."""
 
 

@@ -16,7 +16,6 @@ Numbers depend on the machine and its load; the script prints both.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import tempfile
@@ -26,7 +25,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 import tfds_3dpain
+from synth import cli_errors
 from tfds_3dpain import configs, runner
+
+PROG = "scripts/bench_data.py"
 
 FULL = configs.BUILDER_CONFIGS[0]
 SKIP_IMAGES = {
@@ -94,13 +96,22 @@ def _read_rates(builder, reads: int, seed: int = 0):
   }
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--identities", type=int, default=10)
-  parser.add_argument("--reads", type=int, default=2000)
-  parser.add_argument("--workers", type=int, default=None)
+def main(argv: list[str] | None = None) -> int:
+  """The benchmark; bad arguments: one line, exit status 2."""
+  parser = cli_errors.ArgumentParser(prog=PROG,
+                                     description=__doc__.split("\n")[0])
+  parser.add_argument("--identities", type=cli_errors.positive_int,
+                      default=10)
+  parser.add_argument("--reads", type=cli_errors.positive_int, default=2000)
+  parser.add_argument("--workers", type=cli_errors.positive_int, default=None)
   parser.add_argument("--data_dir", default=None)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
+  return cli_errors.run(PROG, lambda: _bench(args), verbose=args.verbose)
+
+
+def _bench(args) -> int:
+  if args.data_dir:
+    cli_errors.check_output_dir(args.data_dir, "--data_dir")
   data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_3dpain_")
 
   print(f"machine: {runner.local_cores()} cores, load average "
@@ -122,7 +133,8 @@ def main() -> None:
   for name, (wall, cpu) in _read_rates(builder, args.reads).items():
     print(f"random reads ({name}): {wall:,.0f} records/s "
           f"({cpu:,.0f} per CPU second)")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  raise SystemExit(main())

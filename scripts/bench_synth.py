@@ -17,13 +17,15 @@ hour on a 2-core machine, i.e. at least 23 images/s.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import shutil
 import tempfile
 import time
 
+from synth import cli_errors
+
+PROG = "scripts/bench_synth.py"
 GOAL_IMAGES = 82_500
 GOAL_SECONDS = 3600.0
 
@@ -35,19 +37,28 @@ def _cpu_seconds() -> float:
   return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--num-identities", type=int, default=24)
-  p.add_argument("--resolution", type=int, default=256)
-  p.add_argument("--workers", type=int, default=None)
+def main(argv: list[str] | None = None) -> int:
+  """The benchmark; bad arguments: one line, exit status 2."""
+  p = cli_errors.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+  p.add_argument("--num-identities", type=cli_errors.positive_int, default=24)
+  p.add_argument("--resolution", type=cli_errors.positive_int, default=256)
+  p.add_argument("--workers", type=cli_errors.positive_int, default=None)
   p.add_argument("--image-format", default="png", choices=("png", "jpeg"))
-  p.add_argument("--png-compress-level", type=int, default=1)
-  p.add_argument("--msaa-samples", type=int, default=0)
+  p.add_argument("--png-compress-level", type=cli_errors.non_negative_int,
+                 default=1)
+  p.add_argument("--msaa-samples", type=cli_errors.non_negative_int,
+                 default=0)
   p.add_argument("--out", help="keep the dataset here (default: temp dir)")
-  args = p.parse_args()
+  args = p.parse_args(argv)
+  return cli_errors.run(PROG, lambda: _bench(args), verbose=args.verbose)
 
+
+def _bench(args) -> int:
   from synth import records, store
   from synth.config import SynthConfig
+
+  if args.out:
+    store.check_output_dir(args.out)
 
   config = SynthConfig(
     num_identities=args.num_identities,
@@ -74,6 +85,7 @@ def main() -> None:
   _report(args, config, workers, summary, wall, cpu, images, steady)
   if not args.out:
     shutil.rmtree(out, ignore_errors=True)
+  return 0
 
 
 def _report(args, config, workers, summary, wall, cpu, images, steady):
@@ -115,4 +127,4 @@ def _report(args, config, workers, summary, wall, cpu, images, steady):
 
 
 if __name__ == "__main__":
-  main()
+  raise SystemExit(main())

@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export PYOPENGL_PLATFORM=egl HF_HUB_OFFLINE=1 TF_CPP_MIN_LOG_LEVEL=2
-PYTEST=(.venv/bin/python -m pytest -n 2 --dist loadfile)
+# --durations=15: the slowest tests of each run, in CI's output.
+PYTEST=(.venv/bin/python -m pytest -n 2 --dist loadfile --durations=15)
 if [ "$#" -gt 0 ]; then
   exec "${PYTEST[@]}" "$@"
 fi

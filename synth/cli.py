@@ -4,9 +4,10 @@
       --contact-sheet out/3dpain/contact_sheet.png
 
 Every input is checked before anything is written (configuration, AU
-overrides, head data, diffusion weights, output folder); a bad one ends the
-run with a message naming it on stderr and exit status 2. A rerun into the
-same folder resumes: finished identities are kept, not regenerated.
+overrides, head data, diffusion weights, output folder and contact sheet
+folder); a bad one ends the run with one line naming it on stderr and exit
+status 2 (`--verbose` adds the traceback; synth.cli_errors). A rerun into
+the same folder resumes: finished identities are kept, not regenerated.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import os
 import sys
 
+from synth import cli_errors
 from synth import config as config_lib
 from synth.config import ConfigError, SynthConfig
 
@@ -41,9 +43,12 @@ _FIELDS = {
 }
 
 
+PROG = "python -m synth"
+
+
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-    prog="python -m synth",
+  p = cli_errors.ArgumentParser(
+    prog=PROG,
     description="Synthesise 3DPain-style pain-expression faces.",
   )
   p.add_argument("--out", required=True, help="output folder")
@@ -57,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int)
   p.add_argument(
     "--workers",
-    type=int,
+    type=cli_errors.positive_int,
     default=None,
     help="processes (default: all cores; 1 with diffusers)",
   )
@@ -143,29 +148,28 @@ def _pain_distribution_check(config: SynthConfig) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-  """The CLI; returns the exit status."""
-  args = build_parser().parse_args(argv)
-  from synth import store
-
+  """The CLI; returns the exit status (2 and one line for bad input)."""
   try:
-    config = config_from_args(args)
-    _pain_distribution_check(config)
-    if args.workers is not None and args.workers < 1:
-      raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    from synth import pipeline
+    args = build_parser().parse_args(argv)
+  except SystemExit as e:  # --help, or an option argparse cannot parse
+    return e.code
+  return cli_errors.run(PROG, lambda: _synthesise(args), verbose=args.verbose)
 
-    pipeline.check_inputs(config)
-    store.check_output_dir(args.out)
-    if args.contact_sheet:
-      store.check_output_dir(
-        os.path.dirname(os.path.abspath(args.contact_sheet))
-      )
-    summary = store.write_dataset(
-      config, args.out, args.workers, progress=not args.no_progress
+
+def _synthesise(args: argparse.Namespace) -> int:
+  from synth import pipeline, store
+
+  config = config_from_args(args)
+  _pain_distribution_check(config)
+  pipeline.check_inputs(config)
+  store.check_output_dir(args.out)
+  if args.contact_sheet:
+    cli_errors.check_output_dir(
+      os.path.dirname(os.path.abspath(args.contact_sheet)), "--contact-sheet"
     )
-  except (ConfigError, FileNotFoundError) as e:
-    print(f"synth: error: {e}", file=sys.stderr)
-    return 2
+  summary = store.write_dataset(
+    config, args.out, args.workers, progress=not args.no_progress
+  )
   rate = summary.images / summary.seconds if summary.seconds else 0.0
   print(
     f"synth: wrote {len(summary.written)} identities "

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synth import records
+from synth.cli_errors import UserError
 
 TEXTURE_BACKENDS = ("procedural", "diffusers")
 BACKGROUND_BACKENDS = ("procedural", "inpaint", "none")
@@ -32,7 +33,7 @@ DEFAULT_VIEWS = ((0.0, 8.0), (-30.0, 5.0), (30.0, 5.0))
 AU_LIMITS = {name: (1 if name == "AU43" else 5) for name in records.AU_NAMES}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """A configuration value is invalid; the message names it and the fix."""
 
 

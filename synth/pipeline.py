@@ -29,7 +29,9 @@ from synth import records, render
 from synth.config import SynthConfig
 
 # Independent random streams of one identity (SeedSequence entropy words).
-_PAIN, _TEXTURE, _LIGHT, _BACKGROUND, _DIFFUSION = 1, 2, 3, 4, 5
+# Random streams per identity; BACKGROUND_STREAM is public because clips
+# (synth.sequences.clips) must draw the same background as the stills.
+_PAIN, _TEXTURE, _LIGHT, BACKGROUND_STREAM, _DIFFUSION = 1, 2, 3, 4, 5
 STAGES = (
   "setup",
   "identity+rig",
@@ -42,7 +44,13 @@ STAGES = (
 
 
 @dataclasses.dataclass
-class _Context:
+class IdentityContext:
+  """A process's cached head, rig, texture painter and renderer for a config.
+
+  Public because synth.sequences.clips renders clips of the same identities
+  with exactly the stills' head, texture and framing.
+  """
+
   head: object
   rig: object
   painter: object
@@ -51,7 +59,7 @@ class _Context:
   inpainter: object = None
 
 
-_CONTEXTS: dict[str, _Context] = {}
+_CONTEXTS: dict[str, IdentityContext] = {}
 # Shared by every configuration of the process: GL contexts per image size,
 # and per head the rig and the texture atlas (slow to build, read-only).
 _RENDERERS: dict[tuple, render.FaceRenderer] = {}
@@ -77,14 +85,16 @@ def _head_state(config: SynthConfig, texture_size: int):
   return _HEAD_STATE[key]
 
 
-def _context(config: SynthConfig) -> _Context:
+def identity_context(config: SynthConfig) -> IdentityContext:
   """The process's cached state for `config` (built on first use)."""
   key = json.dumps(config.output_fingerprint(), sort_keys=True)
   if key not in _CONTEXTS:
     rkey = (config.resolution, config.fov_deg, config.msaa_samples)
     if rkey not in _RENDERERS:
       _RENDERERS[rkey] = render.FaceRenderer(*rkey)
-    ctx = _Context(*_head_state(config, config.texture_size), _RENDERERS[rkey])
+    ctx = IdentityContext(
+      *_head_state(config, config.texture_size), _RENDERERS[rkey]
+    )
     if config.texture == "diffusers" or config.background == "inpaint":
       from synth import diffusion
 
@@ -97,7 +107,8 @@ def _context(config: SynthConfig) -> _Context:
   return _CONTEXTS[key]
 
 
-def _rng(config: SynthConfig, index: int, *stream: int):
+def stream_rng(config: SynthConfig, index: int, *stream: int):
+  """The generator of one random stream of identity `index` (reproducible)."""
   return np.random.default_rng(
     np.random.SeedSequence([config.seed, index, *stream])
   )
@@ -114,7 +125,7 @@ def pain_aus(config: SynthConfig, index: int) -> np.ndarray:
   from synth import pain_levels
 
   aus = pain_levels.sample_pain_aus(
-    _rng(config, index, _PAIN),
+    stream_rng(config, index, _PAIN),
     records.NUM_PAIN_EXPRESSIONS,
     config.pain_distribution,
   )
@@ -172,7 +183,7 @@ def generate_identity(
   index = int(index)
   timer = Timer(timings)
   with timer("setup"):  # once per process: head, atlas, GL context
-    ctx = _context(config)
+    ctx = identity_context(config)
   with timer("identity+rig"):
     ident = identity_lib.sample_identity(index, config.seed)
     neutral = identity_lib.neutral_vertices(ctx.head, ident)
@@ -183,12 +194,13 @@ def generate_identity(
       ctx.rig.deform(neutral, rig.au_vector_to_dict(a)) for a in aus[1:]
     ]
   with timer("texture"):
-    tex, rough = _texture(ctx, config, ident, neutral)
+    tex, rough = identity_texture(ctx, config, ident, neutral)
   with timer("render"):
     r = ctx.renderer
     r.set_head(ctx.head.faces, ctx.painter.atlas.uvs, tex, neutral, rough)
-    r.set_lighting(render.sample_lighting(config, _rng(config, index, _LIGHT)))
-    r.frame(_framed(neutral, ctx.head), config.framing)
+    light_rng = stream_rng(config, index, _LIGHT)
+    r.set_lighting(render.sample_lighting(config, light_rng))
+    r.frame(framed_vertices(neutral, ctx.head), config.framing)
     rgba = [
       [r.render(m, yaw, pitch)[0] for yaw, pitch in config.views]
       for m in meshes
@@ -213,7 +225,7 @@ def generate_identity(
   return _records(config, ident, aus, images, heat)
 
 
-def _framed(neutral: np.ndarray, head) -> np.ndarray:
+def framed_vertices(neutral: np.ndarray, head) -> np.ndarray:
   """The skin the cameras frame: all but the lowest 12% of its height, so
   the cut at the base of the neck falls at or below the image's edge."""
   skin = neutral[head.parts["skin"]]
@@ -221,10 +233,12 @@ def _framed(neutral: np.ndarray, head) -> np.ndarray:
   return skin[skin[:, 1] > lo + 0.12 * (hi - lo)]
 
 
-def _texture(ctx: _Context, config: SynthConfig, ident, neutral):
+def identity_texture(
+  ctx: IdentityContext, config: SynthConfig, ident, neutral
+):
   """(albedo, metallic-roughness) UV maps of one identity."""
   tex, rough = ctx.painter.paint_maps(
-    ident.demographics, _rng(config, ident.index, _TEXTURE)
+    ident.demographics, stream_rng(config, ident.index, _TEXTURE)
   )
   if ctx.diff_texture is None:
     return tex, rough
@@ -235,7 +249,7 @@ def _texture(ctx: _Context, config: SynthConfig, ident, neutral):
   r.set_lighting(
     render.Lighting(key_azimuth_deg=0.0, key_elevation_deg=20.0, ambient=0.5)
   )
-  r.frame(_framed(neutral, ctx.head), config.framing)
+  r.frame(framed_vertices(neutral, ctx.head), config.framing)
   rgba, depth = r.render(neutral, 0.0, 0.0)
   painted = ctx.diff_texture.paint(
     ident.demographics,
@@ -263,10 +277,11 @@ def _background(ctx, config, ident, expression, view, rgba):
     return ctx.inpainter(
       rgba,
       ident.demographics,
-      _seed(config, ident.index, _BACKGROUND, expression, view),
+      _seed(config, ident.index, BACKGROUND_STREAM, expression, view),
     )
   bg = background_lib.procedural_background(
-    _rng(config, ident.index, _BACKGROUND, expression, view), config.resolution
+    stream_rng(config, ident.index, BACKGROUND_STREAM, expression, view),
+    config.resolution,
   )
   return background_lib.composite(rgba, bg, config.msaa_samples == 0)
 
@@ -298,7 +313,7 @@ def _records(config, ident, aus, images, heat) -> list[records.ImageRecord]:
 
 def lighting_of(config: SynthConfig, index: int) -> render.Lighting:
   """The lighting identity `index` is rendered with (for the labels)."""
-  return render.sample_lighting(config, _rng(config, index, _LIGHT))
+  return render.sample_lighting(config, stream_rng(config, index, _LIGHT))
 
 
 def check_inputs(config: SynthConfig) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from synth import pipeline, records
+from synth import cli_errors, pipeline, records
 from synth.config import ConfigError, SynthConfig
 
 CONFIG_FILE = "synth_config.json"
@@ -159,23 +159,7 @@ def _write_files(config, folder, recs) -> None:
 
 def check_output_dir(out_dir: str) -> None:
   """Raises OutputDirError if `out_dir` cannot be created or written."""
-  path = os.path.abspath(out_dir)
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise OutputDirError(
-      f"output folder {out_dir!r} exists and is not a "
-      "folder; choose another --out"
-    )
-  probe = path
-  while not os.path.exists(probe):
-    parent = os.path.dirname(probe)
-    if parent == probe:
-      break
-    probe = parent
-  if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-    raise OutputDirError(
-      f"output folder {out_dir!r} is not writable "
-      f"({probe!r} is not a writable folder)"
-    )
+  cli_errors.check_output_dir(out_dir, "--out", OutputDirError)
 
 
 def finished_identities(out_dir: str) -> set[int]:

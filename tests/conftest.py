@@ -8,18 +8,40 @@
 - absl flags marked parsed: grain reads absl flags and fails outside an absl
   app otherwise (stack.md §7).
 - `gpu` marker: tests that need a GPU are skipped where jax has none.
-- `compile_cache`: a module-scoped persistent XLA compilation cache, for
-  tests that compile the same step functions several times (folds, runs).
+- One persistent XLA compilation cache for the whole test session: a fresh
+  folder, created by the first process that loads this file (the xdist
+  controller) and passed on through the environment to the xdist workers
+  and to every subprocess a test starts (CLI runs, SIGKILL/resume, two
+  processes). A step compiled once is loaded, not compiled again, by every
+  later test, fold or process that builds the same program. JAX reads the
+  three variables when it is imported; they are set before any import.
+- XLA's CPU backend at optimisation level 0 (`TEST_XLA_FLAGS`): the tests'
+  models are tiny, so compiling dominates their run time, and level 0
+  compiles about a third faster. The numbers a test checks do not depend on
+  it (same programs, same float32 arithmetic; the step-equality tests
+  compare runs made under the same flags).
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_flag = "--xla_force_host_platform_device_count=8"
-if _flag not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag)
+TEST_XLA_FLAGS = ("--xla_force_host_platform_device_count=8",
+                  "--xla_backend_optimization_level=0")
+for _flag in TEST_XLA_FLAGS:
+  if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag)
+
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+  _cache = tempfile.mkdtemp(prefix="jaxpain_test_xla_cache_")
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 try:  # optional extra; only the order matters
   import torchvision  # noqa: F401
@@ -27,6 +49,7 @@ except ImportError:
   pass
 
 import absl.flags  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 absl.flags.FLAGS.mark_as_parsed()
@@ -50,21 +73,17 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(skip)
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """Persistent compilation cache for one test module, then the old config."""
+@pytest.fixture(scope="session")
+def compile_cache():
+  """The session's persistent compilation cache folder (set up above).
+
+  Kept as a fixture so tests that rely on the cache say so; every test
+  uses the cache whether it asks or not.
+  """
   import jax
 
-  keys = ("jax_compilation_cache_dir",
-          "jax_persistent_cache_min_compile_time_secs",
-          "jax_persistent_cache_min_entry_size_bytes")
-  old = {k: getattr(jax.config, k) for k in keys}
-  jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(keys[1], 0.0)
-  jax.config.update(keys[2], 0)
-  yield
-  for k, v in old.items():
-    jax.config.update(k, v)
+  assert jax.config.jax_compilation_cache_dir, "set up at the top of the file"
+  return jax.config.jax_compilation_cache_dir
 
 
 # --- One fabricated UNBC table in both on-disk layouts ----------------------
@@ -98,3 +117,56 @@ def hdf5_dir(fab, tmp_path_factory):
   root = tmp_path_factory.mktemp("unbc_hdf5")
   unbc.write_hdf5(fab, str(root))
   return root
+
+
+# --- `3dpain/official` builds with a damaged train shard --------------------
+# Shared by the bad-input tests of the train and eval commands and of `tfds
+# build`: reading them must name the damage and delete nothing. One build
+# from a fake release, copied and damaged two ways.
+
+
+@pytest.fixture(scope="session")
+def _official_build(tmp_path_factory):
+  """The data_dir of a pristine `3dpain/official` built from a fake release."""
+  import tensorflow_datasets as tfds
+
+  from tfds_3dpain import testing
+
+  root = tmp_path_factory.mktemp("official_build")
+  release = testing.write_official_fixture(root / "release")
+  builder = tfds.builder("3dpain/official", data_dir=str(root / "data"))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(release.root)))
+  return root / "data"
+
+
+def _damaged_copy(pristine, dst, damage):
+  """(data_dir, version folder, {file name: bytes}) of a damaged copy."""
+  shutil.copytree(pristine, dst)
+  version = dst / "3dpain" / "official" / "1.0.0"
+  damage(version / "3dpain-train.array_record-00000-of-00001")
+  files = {p.name: p.read_bytes() for p in version.iterdir()}
+  return str(dst), version, files
+
+
+@pytest.fixture(scope="session")
+def damaged_3dpain(_official_build, tmp_path_factory):
+  """A copy whose train shard was cut short (what a broken copy leaves)."""
+  def cut(shard):
+    shard.write_bytes(shard.read_bytes()[:1000])
+
+  return _damaged_copy(_official_build,
+                       tmp_path_factory.mktemp("truncated") / "data", cut)
+
+
+@pytest.fixture(scope="session")
+def rotten_3dpain(_official_build, tmp_path_factory):
+  """A copy with 4 KiB of random bytes inside its train shard (same size)."""
+  def rot(shard):
+    data = bytearray(shard.read_bytes())
+    start = len(data) // 4
+    data[start:start + 4096] = np.random.default_rng(0).bytes(4096)
+    shard.write_bytes(bytes(data))
+
+  return _damaged_copy(_official_build,
+                       tmp_path_factory.mktemp("rotten") / "data", rot)

@@ -17,12 +17,14 @@ naming_patch.apply()
 
 from tfds_3dpain import unbc_mcmaster  # noqa: E402,F401  (registers `unbc_mcmaster`)
 from tfds_3dpain.configs import ThreeDPainConfig, make_config  # noqa: E402
+from tfds_3dpain.formats import DamagedBuildError  # noqa: E402
 from tfds_3dpain.index import RecordIndex, neutral_index  # noqa: E402
 from tfds_3dpain.official_layout import ManualDirError  # noqa: E402
 from tfds_3dpain.tfds_3dpain_dataset_builder import Builder  # noqa: E402
 
 __all__ = [
     "Builder",
+    "DamagedBuildError",
     "ManualDirError",
     "RecordIndex",
     "ThreeDPainConfig",

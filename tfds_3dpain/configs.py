@@ -20,8 +20,11 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from synth import config as synth_config
+from synth.sequences import clipset
+from tfds_3dpain import features
 
 SynthConfig = synth_config.SynthConfig
+ImageStorage = features.ImageStorage
 
 # Salt of the identity-to-split hash (tfds_3dpain/splits.py). Changing it
 # reshuffles the splits, which requires a new dataset VERSION.
@@ -39,6 +42,8 @@ class ThreeDPainConfig(tfds.core.BuilderConfig):
       number of identities, resolution, views and backends live here.
     official: import the released 3D-Pain from the manual folder instead of
       generating.
+    sequences: rendered pain clips instead of images (the `sequences`
+      configs; tfds_3dpain/sequences.py).
     split_csv: file name of the released split CSV searched for in the
       manual folder (`official` only); without it, identities are split
       70/20/10 by hash like the synthetic configs.
@@ -46,18 +51,31 @@ class ThreeDPainConfig(tfds.core.BuilderConfig):
       configs always render in worker processes (at least one); `official`
       with 0 or 1 reads in-process. Never changes the bytes written
       (generation is deterministic per (seed, identity)).
+    storage: how images are stored: side (e.g. the training resolution),
+      JPEG or raw uint8, shard compression (`features.ImageStorage`; the
+      default keeps JPEG at the rendered or released size).
   """
 
   synth: SynthConfig | None = None
   official: bool = False
+  sequences: clipset.ClipSetConfig | None = None
   split_csv: str = OFFICIAL_SPLIT_CSV
   num_workers: int | None = None
+  storage: ImageStorage = dataclasses.field(default_factory=ImageStorage)
 
   def __post_init__(self):
-    if self.official == (self.synth is not None):
+    sources = (self.synth is not None, self.official,
+               self.sequences is not None)
+    if sum(sources) != 1:
       raise ValueError(
-          f"3dpain config {self.name!r}: give a SynthConfig (synthetic) or "
-          "official=True (import of the released data), exactly one of them"
+          f"3dpain config {self.name!r}: give a SynthConfig (synthetic), "
+          "official=True (import of the released data) or a ClipSetConfig "
+          "(sequences), exactly one of them"
+      )
+    if self.sequences is not None and self.sequences.num_subjects < 3:
+      raise ValueError(
+          f"3dpain config {self.name!r} has {self.sequences.num_subjects} "
+          "subjects; the 70/20/10 split needs at least 3"
       )
     if self.synth is not None and self.synth.num_identities < 3:
       raise ValueError(
@@ -74,6 +92,7 @@ def make_config(
     *,
     description: str | None = None,
     num_workers: int | None = None,
+    storage: ImageStorage | None = None,
     **synth_fields,
 ) -> ThreeDPainConfig:
   """A synthetic config; `synth_fields` are SynthConfig fields.
@@ -82,6 +101,8 @@ def make_config(
     name: config name (letters, digits, `_`, `-`, `.`).
     description: one line for the catalog; a default names the size.
     num_workers: see ThreeDPainConfig.
+    storage: see ThreeDPainConfig (e.g. `ImageStorage(size=224,
+      layout='raw')`: rendered at `resolution`, stored at 224 as raw uint8).
     **synth_fields: e.g. num_identities=500, resolution=224, texture=...
 
   Returns:
@@ -94,7 +115,8 @@ def make_config(
         f"{spec.resolution}x{spec.resolution}"
     )
   return ThreeDPainConfig(
-      name=name, description=description, synth=spec, num_workers=num_workers
+      name=name, description=description, synth=spec, num_workers=num_workers,
+      storage=storage or ImageStorage(),
   )
 
 
@@ -137,6 +159,15 @@ BUILDER_CONFIGS = [
         description=(
             "Import of the released 3D-Pain files from the manual download "
             "folder"
+        ),
+    ),
+    ThreeDPainConfig(
+        name="sequences",
+        sequences=clipset.ClipSetConfig(num_subjects=300),
+        description=(
+            "Pain clips: 300 simulated subjects x 4 clips of 3 s at 25 fps, "
+            "64x64, one view each, per-frame AUs, PSPI and stimulus "
+            "(1,200 clips)"
         ),
     ),
 ]

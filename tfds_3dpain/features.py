@@ -9,10 +9,19 @@ One function per source turns a unit of work into examples: `synthetic_
 example(record)` for a `synth.records.ImageRecord`. The official import
 builds its dicts in `official.py` with the same keys minus the synthesis-only
 labels (camera angles, demographics).
+
+`ImageStorage` says how the images are stored, so that training reads what
+it needs and nothing more (docs/dataset.md, "Storage"): at a given side
+(e.g. the training resolution, 224, instead of the rendered 256) and as JPEG
+(PNG for the heatmap) or raw uint8. Raw images are a `Tensor` feature of
+bytes: no decode at all, at the price of size on disk. Raw shards are
+written uncompressed by default: zstd on raw pixels costs more to read back
+than decoding a JPEG of the same image (docs/benchmarks.md §3).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -28,9 +37,85 @@ AU_DOC = (
 )
 # Heatmaps are small and smooth: fast zlib level, lossless.
 PNG_COMPRESS_LEVEL = 1
+LAYOUTS = ("jpeg", "raw")
+# Quality of JPEGs this module encodes from decoded pixels (a resized or
+# re-encoded image of the official import).
+REENCODE_QUALITY = 95
 
 
-def _image(shape, fmt: str, doc: str) -> tfds.features.Image:
+@dataclasses.dataclass(frozen=True)
+class ImageStorage:
+  """How a config stores its images (every image feature alike).
+
+  Attributes:
+    size: stored side in pixels (images are resized, antialiased bilinear,
+      like the trainer's on-device resize); None keeps the rendered or
+      released size.
+    layout: 'jpeg' (colour JPEG, heatmap PNG) or 'raw' (uint8 bytes).
+    compress: zstd-compress the ArrayRecord shards (TFDS's default); None
+      picks by layout: yes for JPEG (no cost, nothing to gain either), no
+      for raw (zstd's decompression costs more than a JPEG decode).
+  """
+
+  size: int | None = None
+  layout: str = "jpeg"
+  compress: bool | None = None
+
+  def __post_init__(self):
+    if self.layout not in LAYOUTS:
+      raise ValueError(f"image layout {self.layout!r} not in {LAYOUTS}")
+    if self.size is not None and not 8 <= self.size <= 4096:
+      raise ValueError(f"stored image size must be 8..4096, got {self.size}")
+
+  @property
+  def compressed(self) -> bool:
+    """Whether the shards are zstd-compressed (see `compress`)."""
+    return self.layout == "jpeg" if self.compress is None else self.compress
+
+  def is_default(self) -> bool:
+    """JPEG at the source size, compressed: what the builder always wrote."""
+    return self.size is None and self.layout == "jpeg" and self.compressed
+
+  def to_dict(self) -> dict:
+    return {"size": self.size, "layout": self.layout,
+            "compressed": self.compressed}
+
+  def rgb(self, image: np.ndarray, quality: int = REENCODE_QUALITY):
+    """The stored value of an RGB image: JPEG bytes or a uint8 array."""
+    image = _resized(np.asarray(image, np.uint8), self.size)
+    return image if self.layout == "raw" else encode_jpeg(image, quality)
+
+  def rgb_from_jpeg(self, data: bytes):
+    """The stored value of a JPEG file; its bytes when they can be kept."""
+    if self.layout == "jpeg" and self.size is None:
+      return data
+    with Image.open(io.BytesIO(data)) as im:
+      return self.rgb(np.asarray(im.convert("RGB")))
+
+  def gray(self, image: np.ndarray):
+    """The stored value of a one-channel map: PNG bytes or (H, W, 1) uint8."""
+    arr = np.asarray(image, np.uint8)
+    arr = _resized(arr[..., 0] if arr.ndim == 3 else arr, self.size)
+    return arr[..., None] if self.layout == "raw" else encode_png(arr)
+
+
+DEFAULT_STORAGE = ImageStorage()
+
+
+def _resized(image: np.ndarray, size: int | None) -> np.ndarray:
+  if size is None or image.shape[:2] == (size, size):
+    return image
+  mode = "RGB" if image.ndim == 3 else "L"
+  out = Image.fromarray(image, mode).resize(
+      (size, size), Image.Resampling.BILINEAR)
+  return np.asarray(out)
+
+
+def _image(shape, fmt: str, doc: str, layout: str = "jpeg"):
+  if layout == "raw":
+    return tfds.features.Tensor(
+        shape=shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES,
+        doc=doc + " Raw uint8.")
   return tfds.features.Image(shape=shape, encoding_format=fmt, doc=doc)
 
 
@@ -38,23 +123,29 @@ def _scalar(dtype, doc: str) -> tfds.features.Scalar:
   return tfds.features.Scalar(dtype=dtype, doc=doc)
 
 
-def common_features(resolution: int | None) -> dict[str, tfds.features.FeatureConnector]:
+def common_features(
+    resolution: int | None, storage: ImageStorage = DEFAULT_STORAGE
+) -> dict[str, tfds.features.FeatureConnector]:
   """Features shared by synthetic and official configs."""
-  side = resolution
+  side = storage.size or resolution
   rgb, gray = (side, side, 3), (side, side, 1)
+  layout = storage.layout
   return {
-      "image": _image(rgb, "jpeg", "The face image (pain or neutral)."),
+      "image": _image(rgb, "jpeg", "The face image (pain or neutral).",
+                      layout),
       "neutral_image": _image(
           rgb,
           "jpeg",
           "The neutral expression of the same identity from the same view "
           "(equal to `image` for neutral examples).",
+          layout,
       ),
       "heatmap": _image(
           gray,
           "png",
           "Pain-region map, one channel: per-vertex displacement from the "
           "neutral mesh, rendered frontally; all zero for neutral examples.",
+          layout,
       ),
       "au": tfds.features.Tensor(shape=(6,), dtype=np.float32, doc=AU_DOC),
       "pspi": _scalar(
@@ -74,9 +165,11 @@ def common_features(resolution: int | None) -> dict[str, tfds.features.FeatureCo
   }
 
 
-def synthetic_features(resolution: int) -> tfds.features.FeaturesDict:
+def synthetic_features(
+    resolution: int, storage: ImageStorage = DEFAULT_STORAGE
+) -> tfds.features.FeaturesDict:
   """The full feature set of the generated configs."""
-  feats = common_features(resolution)
+  feats = common_features(resolution, storage)
   feats.update(
       yaw=_scalar(np.float32, "Camera yaw in degrees (> 0: subject's left)."),
       pitch=_scalar(np.float32, "Camera pitch in degrees (> 0: from above)."),
@@ -100,9 +193,15 @@ def synthetic_features(resolution: int) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict(feats)
 
 
-def official_features() -> tfds.features.FeaturesDict:
+def official_features(
+    storage: ImageStorage = DEFAULT_STORAGE,
+) -> tfds.features.FeaturesDict:
   """Features of the official import: the released labels only."""
-  return tfds.features.FeaturesDict(common_features(None))
+  if storage.layout == "raw" and storage.size is None:
+    raise ValueError(
+        "the official import keeps the released image sizes, which differ: "
+        "the raw layout needs a stored size (ImageStorage(size=...))")
+  return tfds.features.FeaturesDict(common_features(None, storage))
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -127,27 +226,29 @@ def encode_png(gray: np.ndarray) -> bytes:
 
 
 def synthetic_example(
-    record: records.ImageRecord, jpeg_quality: int, neutral_jpeg: bytes
+    record: records.ImageRecord, jpeg_quality: int, neutral_jpeg,
+    storage: ImageStorage = DEFAULT_STORAGE,
 ) -> tuple[str, dict]:
-  """(key, example dict) for one generated image, all images as bytes.
+  """(key, example dict) for one generated image, images as stored.
 
   Args:
     record: the generated image and its labels.
     jpeg_quality: JPEG quality of `image`.
-    neutral_jpeg: the encoded neutral image of the same identity and view;
-      passed in so that it is encoded once per view, and so that a neutral
-      example's `image` and every `neutral_image` of that view are the same
-      bytes.
+    neutral_jpeg: the stored neutral image of the same identity and view
+      (`storage.rgb` of it); passed in so that it is encoded once per view,
+      and so that a neutral example's `image` and every `neutral_image` of
+      that view are the same bytes.
+    storage: how images are stored.
   """
   demo = record.demographics
-  image = neutral_jpeg if record.is_neutral else encode_jpeg(
+  image = neutral_jpeg if record.is_neutral else storage.rgb(
       record.image, jpeg_quality
   )
   neutral = neutral_jpeg
   return record.key, {
       "image": image,
       "neutral_image": neutral,
-      "heatmap": encode_png(record.heatmap),
+      "heatmap": storage.gray(record.heatmap),
       "au": np.asarray(record.au, np.float32),
       "pspi": np.float32(record.pspi),
       "identity": record.identity,

@@ -13,8 +13,11 @@ Completeness: TFDS builds into a temporary folder and renames it, which is
 atomic on a local disk but not on object stores (a rename there is a copy),
 nor when someone copies a prepared folder and the copy is cut short. So the
 last step of our build writes `MARKER`, listing every data file with its
-size, and `incomplete_reason()` checks a folder against it; the builder
-treats a folder that fails the check as absent and rebuilds it.
+size, and `incomplete_reason()` checks a folder against it. A folder that
+fails the check is never deleted by a read, nor by a plain prepare: the
+builder raises `DamagedBuildError`, and only an explicit rebuild (`tfds build
+--overwrite`, or a download mode that overwrites) replaces it. An `official`
+import or a `full` build is hours of work; a read must not throw it away.
 """
 
 from __future__ import annotations
@@ -27,12 +30,37 @@ import sys
 from array_record.python import array_record_module
 from etils import epath
 
+from synth.cli_errors import UserError
 from tfds_3dpain import runner
 
 MARKER = "3dpain_files.json"
 # Written by TFDS after our _download_and_prepare, so not in the marker.
 TFDS_FILES = ("dataset_info.json", "features.json")
 _COPY_BATCH = 256
+
+
+class DamagedBuildError(UserError):
+  """A prepared folder fails the completeness check; nothing was deleted."""
+
+
+def damaged_build_error(name: str, config: str, data_dir: epath.Path,
+                        root: epath.Path, reason: str) -> DamagedBuildError:
+  """The one-line error for a damaged folder, with the rebuild command.
+
+  Args:
+    name: the dataset name (`3dpain`).
+    config: the builder config's name.
+    data_dir: the damaged version folder.
+    root: the TFDS data_dir it lives in.
+    reason: what `incomplete_reason` found.
+  """
+  return DamagedBuildError(
+      f"{name}/{config} at {data_dir} is damaged ({reason}); nothing was "
+      "deleted. Restore it from a copy, or rebuild it on purpose: `tfds "
+      f"build tfds_3dpain --config {config} --data_dir {root} --overwrite` (Python: "
+      "download_and_prepare(download_config=tfds.download.DownloadConfig("
+      "download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)))"
+  )
 
 
 def tensorflow_available() -> bool:
@@ -45,15 +73,20 @@ def copy_shards(pairs: list[tuple[str, str]]) -> None:
   import tensorflow as tf
 
   for src, dst in pairs:
-    reader = array_record_module.ArrayRecordReader(src)
-    try:
-      with tf.io.TFRecordWriter(dst) as writer:
-        n = reader.num_records()
-        for start in range(0, n, _COPY_BATCH):
-          for raw in reader.read(start, min(n, start + _COPY_BATCH)):
-            writer.write(raw)
-    finally:
-      reader.close()
+    with tf.io.TFRecordWriter(dst) as writer:
+      for raw in _records(src):
+        writer.write(raw)
+
+
+def _records(path: str):
+  """The serialized records of an ArrayRecord shard, read in batches."""
+  reader = array_record_module.ArrayRecordReader(path)
+  try:
+    n = reader.num_records()
+    for start in range(0, n, _COPY_BATCH):
+      yield from reader.read(start, min(n, start + _COPY_BATCH))
+  finally:
+    reader.close()
 
 
 def write_tfrecord_twin(split_infos) -> list[epath.Path]:
@@ -119,3 +152,24 @@ def incomplete_reason(data_dir: epath.Path) -> str | None:
     more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
     return "; ".join(problems[:5]) + more
   return None
+
+
+def rewrite_uncompressed(paths) -> None:
+  """Rewrites ArrayRecord shards in place without compression.
+
+  TFDS writes zstd-compressed shards; for raw pixels, decompressing costs
+  more CPU per record than decoding a JPEG, so raw layouts store them
+  plain. The records (and so every reader) are unchanged; each shard is
+  written next to itself and renamed over it (the build folder is TFDS's
+  temporary one, so a failure leaves no half-written dataset).
+  """
+  for path in paths:
+    src, tmp = str(path), f"{path}.uncompressed"
+    writer = array_record_module.ArrayRecordWriter(
+        tmp, "group_size:1,uncompressed")
+    try:
+      for raw in _records(src):
+        writer.write(raw)
+    finally:
+      writer.close()
+    epath.Path(tmp).replace(src)

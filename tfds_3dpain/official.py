@@ -8,7 +8,9 @@ example is ever written with a substitute image or label.
 
 JPEG files in RGB are stored as they are (no re-encoding loss); anything else
 (PNG, grayscale or CMYK JPEG) is converted to RGB and encoded as JPEG,
-because the `image` feature is declared JPEG.
+because the `image` feature is declared JPEG. A config with a stored size
+or the raw layout (`features.ImageStorage`) resizes and re-encodes every
+image instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from PIL import Image
 from tfds_3dpain import features
 from tfds_3dpain.official_layout import IdentityUnit, PainItem
 
-REENCODE_QUALITY = 95
+REENCODE_QUALITY = features.REENCODE_QUALITY
 Note = tuple[str, str]
 
 
@@ -72,8 +74,15 @@ def _example(unit, key, image, neutral, heatmap, expression, view, au, pspi):
   }
 
 
-def _neutral_examples(unit: IdentityUnit, notes: list[Note]):
-  """{view: (jpeg, size)} of readable neutrals, and their examples."""
+def _zeros_map(size: tuple[int, int], storage: features.ImageStorage):
+  if storage.is_default():
+    return _zeros_png(size)
+  return storage.gray(np.zeros((size[1], size[0]), np.uint8))
+
+
+def _neutral_examples(unit: IdentityUnit, notes: list[Note],
+                      storage: features.ImageStorage):
+  """{view: (stored image, size)} of readable neutrals, and their examples."""
   neutrals, examples = {}, []
   for view, path in sorted(unit.neutrals.items()):
     name = epath.Path(path).name
@@ -82,17 +91,28 @@ def _neutral_examples(unit: IdentityUnit, notes: list[Note]):
     except ValueError as e:
       notes.append((name, str(e)))
       continue
-    neutrals[view] = (jpeg, size)
-    examples.append(_example(unit, epath.Path(path).stem, jpeg, jpeg,
-                             _zeros_png(size), 0, view, [0.0] * 6, 0.0))
+    stored = storage.rgb_from_jpeg(jpeg)
+    neutrals[view] = (stored, size)
+    examples.append(_example(unit, epath.Path(path).stem, stored, stored,
+                             _zeros_map(size, storage), 0, view, [0.0] * 6,
+                             0.0))
   return neutrals, examples
 
 
-def _pain_examples(unit, item: PainItem, neutrals, notes: list[Note]):
+def _stored_heatmap(path: str, storage: features.ImageStorage):
+  png = load_heatmap_png(path)
+  if storage.is_default():
+    return png
+  with Image.open(io.BytesIO(png)) as im:
+    return storage.gray(np.asarray(im))
+
+
+def _pain_examples(unit, item: PainItem, neutrals, notes: list[Note],
+                   storage: features.ImageStorage):
   heatmap = None
   if item.heatmap is not None:
     try:
-      heatmap = load_heatmap_png(item.heatmap)
+      heatmap = _stored_heatmap(item.heatmap, storage)
     except ValueError as e:
       notes.append((epath.Path(item.heatmap).name, str(e)))
       notes.extend((epath.Path(p).name, "heatmap unreadable; skipped")
@@ -110,17 +130,26 @@ def _pain_examples(unit, item: PainItem, neutrals, notes: list[Note]):
       notes.append((name, str(e)))
       continue
     examples.append(_example(
-        unit, epath.Path(path).stem, jpeg, neutrals[view][0],
-        heatmap if heatmap is not None else _zeros_png(size),
+        unit, epath.Path(path).stem, storage.rgb_from_jpeg(jpeg),
+        neutrals[view][0],
+        heatmap if heatmap is not None else _zeros_map(size, storage),
         item.expression, view, item.au, item.pspi,
     ))
   return examples
 
 
-def identity_examples(unit: IdentityUnit) -> tuple[list, list[Note]]:
-  """(examples, notes on skipped files) of one released identity."""
+def identity_examples(
+    unit: IdentityUnit,
+    storage: features.ImageStorage = features.DEFAULT_STORAGE,
+) -> tuple[list, list[Note]]:
+  """(examples, notes on skipped files) of one released identity.
+
+  Args:
+    unit: the identity's files.
+    storage: how images are stored (default: the released JPEG bytes).
+  """
   notes: list[Note] = []
-  neutrals, examples = _neutral_examples(unit, notes)
+  neutrals, examples = _neutral_examples(unit, notes, storage)
   for item in unit.pain:
-    examples += _pain_examples(unit, item, neutrals, notes)
+    examples += _pain_examples(unit, item, neutrals, notes, storage)
   return examples, notes

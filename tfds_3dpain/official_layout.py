@@ -10,23 +10,31 @@ itself):
   <manual_dir>/pain_faces/heatmaps/<subject>_pain_<k>_heatmap.png  (optional)
   <manual_dir>/uniform_data_70_20_10_split.csv                     (optional)
 
-`scan()` only lists and parses small files (names, JSON, CSV); images are
-decoded later, per identity, in the workers (official.py). Problems that make
-the folder unusable raise `ManualDirError` naming what is missing and where;
+`scan()` only lists and parses small files (names, JSON, CSV) and reads
+each image's header (format and size, a few bytes); images are decoded
+later, per identity, in the workers (official.py). Problems that make the
+folder unusable raise `ManualDirError` naming what is missing and where;
 problems with single files are collected as `(file name, reason)` notes,
-and those files are skipped, never guessed at.
+and those files are skipped, never guessed at: a label out of range (AU43
+must be 0 or 1), a file that is not an image, an image (or heatmap) whose
+size differs from the release's most common size (a batch needs one size;
+found here, when the dataset is built, not when training stacks a batch).
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import json
+import math
 import re
 
 from etils import epath
+from PIL import Image
 
 from synth import records
+from synth.cli_errors import UserError
 
 ANNOTATIONS, IMAGES, HEATMAPS = "annotations", "meshes_inpainted", "heatmaps"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -42,7 +50,7 @@ CSV_SPLITS = {"0": "train", "1": "validation", "2": "test"}
 AU_MAX = {name: (1 if name == "AU43" else 5) for name in records.AU_NAMES}
 
 
-class ManualDirError(ValueError):
+class ManualDirError(UserError):
   """The manual folder cannot be imported; the message lists what to fix."""
 
 
@@ -77,6 +85,7 @@ class Scan:
   notes: list[tuple[str, str]]
   split_csv: epath.Path | None
   pspi_mismatches: list[str]
+  annotation_files: frozenset[str] = frozenset()  # bases, valid or not
 
 
 def find_root(manual_dir: epath.Path) -> epath.Path:
@@ -126,17 +135,59 @@ def _parse_annotation(path: epath.Path) -> tuple[tuple[float, ...], float]:
   au = []
   for name in records.AU_NAMES:
     value = data[name]
-    if not isinstance(value, (int, float)) or not 0 <= value <= AU_MAX[name]:
+    if not _number_in(value, 0, AU_MAX[name]):
       raise ValueError(f"{name}={value!r} is outside 0..{AU_MAX[name]}")
+    if name == "AU43" and value not in (0, 1):
+      raise ValueError(f"AU43={value!r} must be 0 or 1 (eyes open, closed)")
     au.append(float(value))
-  if not isinstance(data["PSPI"], (int, float)) or not 0 <= data["PSPI"] <= 16:
+  if not _number_in(data["PSPI"], 0, 16):
     raise ValueError(f"PSPI={data['PSPI']!r} is outside 0..16")
   return tuple(au), float(data["PSPI"])
 
 
+def _number_in(value, low: float, high: float) -> bool:
+  """A JSON number (not a bool, not NaN) within [low, high]."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and low <= value <= high)
+
+
+def _image_size(path: epath.Path) -> tuple[int, int] | str:
+  """(width, height) from the file's header, or why it is not an image."""
+  try:
+    with path.open("rb") as f, Image.open(f) as image:
+      return image.size
+  except (OSError, SyntaxError, ValueError) as e:
+    return f"not an image ({e.__class__.__name__}: {e})"
+
+
+def _keep_common_size(files: dict, sizes: dict, notes, what: str) -> dict:
+  """Drops files whose size is not the most common one, with a note.
+
+  Args:
+    files: {key: path} of readable files.
+    sizes: {path: (width, height)} of those files.
+    notes: list collecting (file name, reason) of skipped files.
+    what: 'image' or 'heatmap', for the note.
+  """
+  if not files:
+    return files
+  counts = collections.Counter(sizes[p] for p in files.values())
+  common = max(sorted(counts), key=counts.__getitem__)
+  kept = {}
+  for key, path in files.items():
+    if sizes[path] == common:
+      kept[key] = path
+    else:
+      (w, h), (cw, ch) = sizes[path], common
+      notes.append((epath.Path(path).name, f"{what} is {w}x{h} but the "
+                    f"release's {what}s are {cw}x{ch}; skipped (resize it "
+                    "to that size or remove it)"))
+  return kept
+
+
 def _list_images(folder: epath.Path, notes):
-  """{(subject, expression, view): path} for recognised image names."""
-  out = {}
+  """{(subject, expression, view): path} of recognised images of one size."""
+  out, sizes = {}, {}
   for path in sorted(folder.iterdir()):
     if path.suffix.lower() not in IMAGE_EXTS:
       notes.append((path.name, "not an image file (ignored)"))
@@ -145,9 +196,14 @@ def _list_images(folder: epath.Path, notes):
     if not m:
       notes.append((path.name, "unrecognised image name (ignored)"))
       continue
+    size = _image_size(path)
+    if isinstance(size, str):
+      notes.append((path.name, f"{size}; skipped"))
+      continue
     expression = int(m["pain"]) if m["pain"] else 0
     out[(m["subject"], expression, int(m["view"]))] = str(path)
-  return out
+    sizes[str(path)] = size
+  return _keep_common_size(out, sizes, notes, "image")
 
 
 def _list_annotations(folder: epath.Path, notes):
@@ -167,14 +223,20 @@ def _list_annotations(folder: epath.Path, notes):
   return out
 
 
-def _list_heatmaps(folder: epath.Path) -> dict[str, str]:
-  out = {}
+def _list_heatmaps(folder: epath.Path, notes) -> dict[str, str]:
+  """{annotation base: path} of readable heatmaps of one size."""
+  out, sizes = {}, {}
   if folder.is_dir():
     for path in sorted(folder.iterdir()):
       m = _HEATMAP_RE.match(path.stem)
       if m and path.suffix.lower() in IMAGE_EXTS:
+        size = _image_size(path)
+        if isinstance(size, str):
+          notes.append((path.name, f"{size}; skipped"))
+          continue
         out[m["base"]] = str(path)
-  return out
+        sizes[str(path)] = size
+  return _keep_common_size(out, sizes, notes, "heatmap")
 
 
 def read_split_csv(path: epath.Path) -> dict[str, str]:
@@ -263,7 +325,7 @@ def scan(manual_dir: epath.Path, split_csv_name: str) -> Scan:
         "must be non-empty (names as in the dataset card)"
     )
   expect_heatmaps = (root / HEATMAPS).is_dir()
-  heatmaps = _list_heatmaps(root / HEATMAPS)
+  heatmaps = _list_heatmaps(root / HEATMAPS, notes)
   by_subject = {}
   for base, (subject, k, au, pspi) in annotations.items():
     by_subject.setdefault(subject, {})[k] = (base, au, pspi)
@@ -286,7 +348,9 @@ def scan(manual_dir: epath.Path, split_csv_name: str) -> Scan:
     units[int(m[1])] = IdentityUnit(int(m[1]), subject, neutrals,
                                     tuple(items), expect_heatmaps)
   csv_path = find_split_csv(manual_dir, root, split_csv_name)
-  return Scan(units, notes, csv_path, mismatches)
+  files = frozenset(m["base"] for p in (root / ANNOTATIONS).glob("*.json")
+                    if (m := _ANNOTATION_RE.match(p.stem)))
+  return Scan(units, notes, csv_path, mismatches, files)
 
 
 def assign_csv_splits(scan_: Scan) -> dict[str, list[IdentityUnit]]:
@@ -305,9 +369,15 @@ def assign_csv_splits(scan_: Scan) -> dict[str, list[IdentityUnit]]:
       conflicts.append(f"{unit.subject}: {sorted(found)}")
     elif not found:
       scan_.notes.append((unit.subject, f"identity not in {scan_.split_csv.name}"
-                          "; all its images skipped"))
+                          "; all its images skipped (add its rows to the CSV "
+                          "or remove the CSV to split by identity hash)"))
     else:
       out[found.pop()].append(unit)
+  unknown = sorted(set(table) - scan_.annotation_files)
+  if unknown:
+    scan_.notes.append((scan_.split_csv.name, f"{len(unknown)} rows name "
+                        "annotations that are not in the folder, e.g. "
+                        f"{unknown[:3]}; those rows are ignored"))
   if conflicts:
     raise ManualDirError(
         f"{scan_.split_csv} puts identities in several splits: "

@@ -31,13 +31,15 @@ _helper_pool = None
 
 
 def identity_examples(
-    spec: synth_config.SynthConfig, index: int
+    spec: synth_config.SynthConfig, index: int,
+    storage: features.ImageStorage = features.DEFAULT_STORAGE,
 ) -> tuple[list[tuple[str, dict]], list]:
   """Generates identity `index` and encodes its images, safely.
 
   Args:
     spec: the generator settings of the config.
     index: identity index in [0, spec.num_identities).
+    storage: how the images are stored (size, JPEG or raw).
 
   Returns:
     (key, example) pairs, one per image (11 expressions x views), and an
@@ -47,14 +49,21 @@ def identity_examples(
     RuntimeError: the generator broke its contract (wrong count, identity or
       missing neutral view), which would otherwise mislabel examples.
   """
+  return run_rendering(_identity_examples_here, spec, index, storage)
+
+
+def run_rendering(fn, *args):
+  """fn(*args) where rendering is safe: here in a rendering process, else
+  in the spawned helper process (fn must be a picklable module function).
+  """
   if _render_process:
     if "tensorflow" in sys.modules:
       raise RuntimeError(
           "3dpain: TensorFlow was imported in a rendering process, which "
           "crashes pyrender; keep TensorFlow out of synth workers"
       )
-    return _identity_examples_here(spec, index)
-  return _helper().apply(_identity_examples_here, (spec, index))
+    return fn(*args)
+  return _helper().apply(fn, args)
 
 
 def mark_render_process() -> None:
@@ -75,19 +84,18 @@ def _helper():
   return _helper_pool
 
 
-def _identity_examples_here(spec, index):
+def _identity_examples_here(spec, index, storage):
   from synth import pipeline  # Rendering stack: loaded where it renders.
 
   recs = pipeline.generate_identity(spec, index)
   _check_contract(spec, index, recs)
   quality = spec.jpeg_quality
   neutral = {
-      r.view: features.encode_jpeg(r.image, quality)
-      for r in recs
-      if r.is_neutral
+      r.view: storage.rgb(r.image, quality) for r in recs if r.is_neutral
   }
   examples = [
-      features.synthetic_example(r, quality, neutral[r.view]) for r in recs
+      features.synthetic_example(r, quality, neutral[r.view], storage)
+      for r in recs
   ]
   return examples, []
 

@@ -10,11 +10,15 @@ What this builder adds to a stock GeneratorBasedBuilder, and why:
   TFRecord there and need TensorFlow to write it; stack.md §5).
 - Work is done per identity, in a local process pool, or as a Beam
   PTransform when the download config carries Beam options (runner.py).
+- Images stored as the config's `storage` says (size, JPEG or raw uint8);
+  raw shards are rewritten without zstd (formats.rewrite_uncompressed).
 - After the shards are written: the identity-to-record index (index.py),
   the TFRecord twin when TensorFlow is installed, and the completeness
   marker (formats.py), all inside TFDS's temporary folder, before the rename.
-- A folder that fails the completeness check is removed when the builder is
-  created, so it is rebuilt instead of read.
+- A folder that fails the completeness check is never read and never
+  deleted implicitly: reading or preparing it raises DamagedBuildError
+  (one line, with the rebuild command); only a download mode that
+  overwrites (`tfds build --overwrite`) replaces it.
 - `_as_dataset` reads the TFRecord twin, so `tfds.load` gives tf.data from
   the same folder that `tfds.data_source` reads as ArrayRecord.
 
@@ -39,6 +43,7 @@ from tfds_3dpain import (
   official,
   official_layout,
   runner,
+  sequences,
   splits,
   synthetic,
 )
@@ -94,18 +99,6 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
     if file_format is None and not prepared:
       self.info.set_file_format(FileFormat.ARRAY_RECORD, override=True)
 
-  def _build_data_dir(self, given_data_dir):
-    """Picks the folder as TFDS does, discarding an incomplete one first."""
-    root, data_dir = super()._build_data_dir(given_data_dir)
-    reason = formats.incomplete_reason(data_dir)
-    if reason is not None:
-      logging.warning(
-          "3dpain: %s is an incomplete build (%s); removing it so that it is "
-          "prepared again.", data_dir, reason,
-      )
-      epath.Path(data_dir).rmtree()
-    return root, data_dir
-
   def is_prepared(self) -> bool:
     if not self.data_path.exists():
       return False
@@ -113,13 +106,35 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
         formats.incomplete_reason(self.data_path) is None
     )
 
+  def _check_not_damaged(self) -> None:
+    """DamagedBuildError if data_path exists but fails the marker check."""
+    reason = formats.incomplete_reason(self.data_path)
+    if reason is not None:
+      raise formats.damaged_build_error(
+          self.name, self.builder_config.name, self.data_path,
+          self.data_dir_root, reason)
+
+  def download_and_prepare(self, *, download_config=None, **kwargs):
+    """As TFDS; a damaged folder is only replaced by an overwriting mode."""
+    mode = download_config.download_mode if download_config else None
+    if not (mode and tfds.download.GenerateMode(mode).overwrite_dataset):
+      self._check_not_damaged()
+    super().download_and_prepare(download_config=download_config, **kwargs)
+
+  def as_data_source(self, *args, **kwargs):
+    """As TFDS; DamagedBuildError instead of reading a damaged folder."""
+    self._check_not_damaged()
+    return super().as_data_source(*args, **kwargs)
+
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
+    if cfg.sequences is not None:
+      return sequences.dataset_info(self, cfg.sequences)
     if cfg.official:
-      feats = features.official_features()
+      feats = features.official_features(cfg.storage)
       spec = None
     else:
-      feats = features.synthetic_features(cfg.synth.resolution)
+      feats = features.synthetic_features(cfg.synth.resolution, cfg.storage)
       spec = cfg.synth.to_dict()
     return self.dataset_info_from_configs(
         features=feats,
@@ -129,6 +144,7 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
             au_names=list(records.AU_NAMES),
             synth_config=spec,
             split_salt=configs.SPLIT_SALT,
+            image_storage=cfg.storage.to_dict(),
         ),
     )
 
@@ -153,9 +169,12 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
   def _split_generators(self, dl_manager):
     if self.builder_config.official:
       fn, by_split = self._official_units(dl_manager)
+    elif self.builder_config.sequences is not None:
+      fn, by_split = sequences.split_units(self.builder_config.sequences)
     else:
       spec = self.builder_config.synth
-      fn = functools.partial(synthetic.identity_examples, spec)
+      fn = functools.partial(synthetic.identity_examples, spec,
+                             storage=self.builder_config.storage)
       by_split = splits.assign(
           list(range(spec.num_identities)), configs.SPLIT_SALT
       )
@@ -176,9 +195,18 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
     return self._runner.examples(fn, units, self._notes)
 
   def _official_units(self, dl_manager):
-    scan = official_layout.scan(
-        epath.Path(dl_manager.manual_dir), self.builder_config.split_csv
-    )
+    try:
+      manual_dir = epath.Path(dl_manager.manual_dir)
+    except AssertionError:  # TFDS: none given, absent or empty
+      where = getattr(dl_manager, "_manual_dir", None) or "(none given)"
+      raise official_layout.ManualDirError(
+          f"the manual folder {where} does not exist or is empty: the "
+          "`official` config imports the released 3D-Pain; extract it as "
+          "<manual_dir>/pain_faces/annotations/ and pain_faces/"
+          "meshes_inpainted/ (and pain_faces/heatmaps/) and pass the folder "
+          "as `tfds build --manual_dir` (tfds_3dpain/README.md)"
+      ) from None
+    scan = official_layout.scan(manual_dir, self.builder_config.split_csv)
     if scan.split_csv is not None:
       by_split = official_layout.assign_csv_splits(scan)
       source = f"released split file {scan.split_csv.name}"
@@ -198,13 +226,20 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
           "their AUs (kept as stored, like the released loader): %s",
           len(scan.pspi_mismatches), scan.pspi_mismatches[:MAX_LOGGED_NOTES],
       )
-    return official.identity_examples, by_split
+    fn = functools.partial(official.identity_examples,
+                           storage=self.builder_config.storage)
+    return fn, by_split
 
   def _finish_build(self) -> None:
     """Index, TFRecord twin, skipped-file report, then the marker (last)."""
     split_infos = list(self.info.splits.values())
     if self.info.file_format == FileFormat.ARRAY_RECORD:
-      index.build({s.name: s.filepaths for s in split_infos}, self.data_path)
+      if not self.builder_config.storage.compressed:
+        formats.rewrite_uncompressed(
+            [p for s in split_infos for p in s.filepaths])
+      if self.builder_config.sequences is None:  # Clips hold their neutral.
+        index.build({s.name: s.filepaths for s in split_infos},
+                    self.data_path)
       if formats.tensorflow_available():
         formats.write_tfrecord_twin(split_infos)
         if FileFormat.TFRECORD not in self.info.alternative_file_formats:
@@ -227,6 +262,7 @@ tfds.download.DownloadConfig(manual_dir=...) or `tfds build --manual_dir`.
   def _as_dataset(self, split, decoders=None, read_config=None,
                   shuffle_files=False):
     """Reads the TFRecord twin: tf.data cannot read ArrayRecord."""
+    self._check_not_damaged()
     info = self.info
     if info.file_format == FileFormat.ARRAY_RECORD:
       if FileFormat.TFRECORD not in info.alternative_file_formats:

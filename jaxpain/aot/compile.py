@@ -42,7 +42,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   path, sep, arg = spec.partition(":")
   if not os.path.isfile(path) and os.path.isfile(os.path.join(ROOT, path)):
     path = os.path.join(ROOT, path)
-  return config_lib.load(path + sep + arg)
+  return config_lib.load_config_file(path + sep + arg)
 
 
 def step_kind(config) -> str:

@@ -26,8 +26,10 @@ import zipfile
 import ml_dtypes
 import numpy as np
 
+from synth.cli_errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError):
   """A checkpoint file is unreadable, or does not fit the model."""
 
 

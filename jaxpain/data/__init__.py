@@ -8,6 +8,7 @@ from jaxpain.data.pipeline import (
     eval_dataset,
     train_dataset,
 )
+from jaxpain.data.records import RecordError, TfdsRecords
 from jaxpain.data.sources import (
     ArraySource,
     DataError,
@@ -19,6 +20,6 @@ from jaxpain.data.sources import (
 
 __all__ = [
     "ArraySource", "AugmentConfig", "DataError", "GlobalBatches", "InputSpec",
-    "SplitIndex", "eval_dataset", "open_source", "prepare", "register_source",
-    "split_index", "train_dataset",
+    "RecordError", "SplitIndex", "TfdsRecords", "eval_dataset", "open_source",
+    "prepare", "register_source", "split_index", "train_dataset",
 ]

@@ -1,16 +1,18 @@
 """grain input pipeline: records -> global sharded `jax.Array` batches.
 
-The host only decodes and pairs; resizing, augmentation and normalisation
-run on the device inside the jitted step (`jaxpain.data.augment`).
+The host only reads, decodes and pairs (`jaxpain.data.loading.LoadRows`);
+resizing, augmentation and normalisation run on the device inside the
+jitted step (`jaxpain.data.augment`).
 
 Batches are built from POSITIONS, not records: a seeded, per-epoch shuffled,
 repeated stream of example positions is cut into global batches of
-`global_batch` positions (cheap integers), each process keeps the rows its
-devices hold (`sharding.process_rows`, a contiguous block), and only then
-loads those records. So global batch k holds the same examples in the same
-order for any number of processes and any mesh: one process x 8 devices
-and two processes x 4 devices see identical data, and per-example
-randomness (the random neutral view) is keyed by the global stream position.
+`global_batch` positions (cheap integers, computed per batch), each process
+keeps the rows its devices hold (`sharding.process_rows`, a contiguous
+block), and only then loads those records. So global batch k holds the
+same examples in the same order for any number of processes and any mesh:
+one process x 8 devices and two processes x 4 devices see identical data,
+and per-example randomness (the random neutral view) is keyed by the
+global stream position.
 grain's own `[process_index::process_count]` interleaves rows across
 processes, which would break that equivalence.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import grain
@@ -32,8 +34,13 @@ import numpy as np
 
 from jaxpain import sharding as shd
 from jaxpain.data import sources
+from jaxpain.data.loading import LoadRows
 
 NEUTRAL_MODES = ("same_view", "random_view")
+# Threads loading batches in each loading process: one overlaps loading
+# with the step; more cost more CPU per pair (measured).
+READ_THREADS = 1
+ENDLESS = 2**62  # batches in a training stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +55,21 @@ class InputSpec:
       references of the identity (drawn with replacement if it has fewer),
       for multi-shot evaluation.
     seed: seeds the shuffle and the reference draws.
+    image_size: the side the model reads. JPEGs stored at twice that or
+      more are decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (still
+      >= image_size; the device resizes the rest). None: stored size.
+    neutral_cache_mb: decoded neutral images kept per loading process (the
+      main one or each grain worker), up to this many MiB; 0 disables.
+      Neutral faces repeat (one per identity and view), so each is read
+      and decoded once while it fits.
   """
 
   fields: tuple[str, ...] = ("image", "neutral")
   neutral_mode: str = "same_view"
   num_references: int = 1
   seed: int = 0
+  image_size: int | None = None
+  neutral_cache_mb: int = 512
 
   def __post_init__(self):
     if self.neutral_mode not in NEUTRAL_MODES:
@@ -61,103 +77,54 @@ class InputSpec:
           f"neutral_mode {self.neutral_mode!r} not in {NEUTRAL_MODES}")
     if self.num_references < 1:
       raise ValueError(f"num_references must be >= 1: {self.num_references}")
+    if self.neutral_cache_mb < 0:
+      raise ValueError(
+          f"neutral_cache_mb must be >= 0: {self.neutral_cache_mb}")
 
 
-class LoadRows:
-  """grain map: (global batch number, its local positions) -> numpy batch.
+class _BatchPositions:
+  """grain map: global batch number -> this process's example positions.
 
-  A module-level class so grain's spawned workers can unpickle it.
+  The stream of positions is a concatenation of epochs, each a seeded
+  permutation of range(n) (numpy's, one per epoch, computed once per
+  process); batch b holds stream entries [b * B, (b + 1) * B), of which
+  this process keeps rows [start, stop). Without a seed the stream is
+  range(padded) (evaluation). One call per batch: grain's per-element
+  shuffle costs about as much per example as decoding a JPEG (measured).
   """
 
-  def __init__(self, source: Any, index: sources.SplitIndex,
-               spec: InputSpec, global_batch: int, rows: tuple[int, int],
-               num_valid: int | None = None):
-    self._source = source
-    self._examples = index.example_records()
-    self._identity = index.identity
-    self._refs = index.reference_table()
-    self._spec = spec
-    self._global_batch = global_batch
-    self._start = rows[0]
-    self._num_valid = num_valid
+  def __init__(self, n: int, global_batch: int, rows: tuple[int, int],
+               seed: int | None):
+    self.n, self.global_batch, self.rows, self.seed = n, global_batch, rows, seed
+    self._perms: dict[int, np.ndarray] = {}
 
-  def __call__(self, batch_number: int, positions: np.ndarray) -> dict:
-    n = len(self._examples)
-    out: dict[str, list] = {}
-    for row, pos in enumerate(positions):
-      pos = int(pos)
-      valid = self._num_valid is None or pos < self._num_valid
-      record_id = int(self._examples[pos % n])
-      stream_pos = batch_number * self._global_batch + self._start + row
-      ex = self._load(record_id, stream_pos)
-      ex["mask"] = np.float32(valid)
-      for k, v in ex.items():
-        out.setdefault(k, []).append(v)
-    return {k: np.stack(v) for k, v in out.items()}
+  def _perm(self, epoch: int) -> np.ndarray:
+    if epoch not in self._perms:
+      if len(self._perms) > 2:
+        self._perms.pop(min(self._perms))
+      rng = np.random.default_rng([self.seed, 11, epoch])
+      self._perms[epoch] = rng.permutation(self.n)
+    return self._perms[epoch]
 
-  def _load(self, record_id: int, stream_pos: int) -> dict:
-    rec = self._source[record_id]
-    fields = self._spec.fields
-    need = ["au", "pspi"] + [f for f in ("image", "heatmap") if f in fields]
-    sources.require_fields(rec, need, "dataset")
-    ex = {
-        "au": np.asarray(rec["au"], np.float32).reshape(6),
-        "pspi": np.float32(rec["pspi"]),
-        "identity": np.int32(rec.get("identity", -1)),
-        "record": np.int32(record_id),
-    }
-    if "image" in fields:
-      ex["image"] = _uint8_image(rec["image"])
-    if "heatmap" in fields:
-      ex["heatmap"] = _uint8_image(rec["heatmap"], channels=1)
-    if "neutral" in fields:
-      ex["neutral"] = self._neutral(rec, record_id, stream_pos)
-    return ex
-
-  def _neutral(self, rec: Mapping, record_id: int, stream_pos: int):
-    spec = self._spec
-    refs = self._refs.get(int(self._identity[record_id]), np.zeros(0, int))
-    fallback = rec.get("neutral_image", rec.get("image"))
-    if spec.num_references == 1 and spec.neutral_mode == "same_view":
-      if "neutral_image" not in rec:
-        sources.require_fields(rec, ["neutral_image"], "dataset")
-      return _uint8_image(rec["neutral_image"])
-    if len(refs) == 0:  # no reference of this identity: the released rule
-      imgs = [fallback] * spec.num_references
-    else:
-      rng = np.random.default_rng([spec.seed, 7, stream_pos])
-      draw = rng.choice(refs, size=spec.num_references,
-                        replace=len(refs) < spec.num_references)
-      imgs = [self._source[int(j)]["image"] for j in draw]
-    imgs = [_uint8_image(x) for x in imgs]
-    return imgs[0] if spec.num_references == 1 else np.stack(imgs)
+  def __call__(self, batch_number: int) -> np.ndarray:
+    stream = batch_number * self.global_batch + np.arange(*self.rows)
+    if self.seed is None:
+      return stream
+    epoch, pos = np.divmod(stream, self.n)
+    return np.asarray([self._perm(int(e))[int(p)]
+                       for e, p in zip(epoch, pos, strict=True)])
 
 
-def _uint8_image(x: Any, channels: int = 3) -> np.ndarray:
-  x = np.asarray(x)
-  if x.ndim == 2:
-    x = x[..., None]
-  if x.dtype != np.uint8:
-    raise sources.DataError(f"images must be uint8, got {x.dtype}")
-  if x.shape[-1] != channels:
-    raise sources.DataError(
-        f"expected {channels} channel(s), got image of shape {x.shape}")
-  return x
+def _prefetch(ds: grain.MapDataset, num_workers: int, buffer: int,
+              read_threads: int = READ_THREADS) -> grain.IterDataset:
+  """Batches loaded ahead by threads of each loading process.
 
-
-class _TakeRows:
-  """grain map: keeps this process's rows of a global batch of positions."""
-
-  def __init__(self, start: int, stop: int):
-    self.start, self.stop = start, stop
-
-  def __call__(self, positions: np.ndarray) -> np.ndarray:
-    return positions[self.start:self.stop]
-
-
-def _prefetch(ds: grain.MapDataset, num_workers: int,
-              buffer: int) -> grain.IterDataset:
-  it = ds.to_iter_dataset()
+  grain's defaults (16 threads, 500 elements ahead) would hold up to 500
+  whole BATCHES per process here (gigabytes at 224 px); `buffer` batches
+  ahead in `read_threads` threads are enough to hide the loading.
+  """
+  it = ds.to_iter_dataset(grain.ReadOptions(
+      num_threads=read_threads, prefetch_buffer_size=max(buffer, 1)))
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=num_workers, per_worker_buffer_size=buffer))
@@ -167,7 +134,8 @@ def _prefetch(ds: grain.MapDataset, num_workers: int,
 def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
                   global_batch: int, batch_sharding,
                   num_workers: int = 0, buffer: int = 2,
-                  rows: tuple[int, int] | None = None) -> grain.IterDataset:
+                  rows: tuple[int, int] | None = None,
+                  read_threads: int = READ_THREADS) -> grain.IterDataset:
   """The infinite, shuffled training stream of this process's rows.
 
   Args:
@@ -180,6 +148,7 @@ def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
     buffer: batches prefetched per worker.
     rows: this process's rows [start, stop) of each global batch; default
       from `batch_sharding` (`sharding.process_rows`).
+    read_threads: threads loading batches in each loading process.
 
   Returns:
     A grain IterDataset of host-local numpy batches; `iter()` of it is
@@ -191,11 +160,10 @@ def train_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
         f"the split has {n} examples, fewer than one batch of "
         f"{global_batch}; use a smaller config.batch_size or more data.")
   rows = rows or shd.process_rows(global_batch, batch_sharding)
-  ds = (grain.MapDataset.range(n).seed(spec.seed).shuffle().repeat()
-        .batch(global_batch, drop_remainder=True)
-        .map(_TakeRows(*rows))
+  ds = (grain.MapDataset.range(ENDLESS)
+        .map(_BatchPositions(n, global_batch, rows, spec.seed))
         .map_with_index(LoadRows(source, index, spec, global_batch, rows)))
-  return _prefetch(ds, num_workers, buffer)
+  return _prefetch(ds, num_workers, buffer, read_threads)
 
 
 def eval_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
@@ -214,9 +182,8 @@ def eval_dataset(source: Any, index: sources.SplitIndex, spec: InputSpec,
     raise sources.DataError("the evaluation split has no examples")
   padded = -(-n // global_batch) * global_batch
   rows = shd.process_rows(global_batch, batch_sharding)
-  ds = (grain.MapDataset.range(padded)
-        .batch(global_batch, drop_remainder=True)
-        .map(_TakeRows(*rows))
+  ds = (grain.MapDataset.range(padded // global_batch)
+        .map(_BatchPositions(n, global_batch, rows, None))
         .map_with_index(LoadRows(source, index, spec, global_batch, rows,
                                  num_valid=n)))
   return _prefetch(ds, num_workers, 2), n

@@ -11,9 +11,11 @@ records are dicts with the 3DPain fields (tfds_3dpain's features):
   'identity', 'expression' (0 = neutral), 'view'   ints
 
 Only the fields a run uses must exist (no heatmap without a teacher, no
-neutral without the reference). `tfds.data_source('3dpain/...')` is the main
-source; `ArraySource` wraps numpy arrays (tests, UNBC tables), and
-`register_source` lets other code plug in its own (e.g. the UNBC runner).
+neutral without the reference). A TFDS dataset (`3dpain/...`) is opened with
+`tfds.data_source` and read through `records.TfdsRecords`, which reads the
+same ArrayRecord shards but parses only the features a batch uses;
+`ArraySource` wraps numpy arrays (tests, UNBC tables), and `register_source`
+lets other code plug in its own (e.g. the UNBC runner).
 
 Training uses pain records only (expression > 0, as the released code does);
 neutral records are references. `SplitIndex` holds the labels needed to
@@ -30,11 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from jaxpain.data import errors, records
+
 IMAGE_FEATURES = ("image", "neutral_image", "heatmap")
-
-
-class DataError(ValueError):
-  """A dataset that is missing or lacks what the run needs."""
+DataError = errors.DataError
 
 
 @dataclasses.dataclass
@@ -120,12 +121,16 @@ def register_source(name: str, factory: Callable[..., Any]) -> None:
 def open_source(name: str, split: str, data_dir: str | None = None) -> Any:
   """Opens a split of a registered source or of a TFDS dataset.
 
+  TFDS ArrayRecord datasets come back as `records.TfdsRecords` (direct,
+  partial reads); other TFDS sources as `tfds.data_source` gives them.
+
   Raises:
     DataError: the dataset or split does not exist (with what to do).
   """
   if name in _REGISTRY:
     return _REGISTRY[name](split=split, data_dir=data_dir)
-  return _tfds_source(name, split, data_dir)
+  src = _tfds_source(name, split, data_dir)
+  return records.TfdsRecords.from_data_source(src, name) or src
 
 
 def _tfds_source(name: str, split: str, data_dir: str | None,
@@ -162,6 +167,12 @@ def split_index(source: Any, name: str | None = None, split: str | None = None,
   prepared = _prepared_index(source, split)
   if prepared is not None:
     return prepared
+  if isinstance(source, records.TfdsRecords):
+    cols = [source.fields(i, ("identity", "expression", "view"))
+            for i in range(len(source))]
+    return SplitIndex.from_labels(
+        *[[int(c.get(k, 1 if k == "expression" else 0)) for c in cols]
+          for k in ("identity", "expression", "view")])
   reader = source
   if name is not None and name not in _REGISTRY:
     reader = _label_reader(name, split, data_dir) or source

@@ -22,6 +22,10 @@ import os
 import sys
 
 from jaxpain.eval import evaluate, unbc_source
+from jaxpain.train import config as config_lib
+from synth import cli_errors
+
+PROG = "python -m jaxpain.eval"
 
 
 def _overrides(text: str | None) -> dict:
@@ -43,9 +47,9 @@ def _overrides(text: str | None) -> dict:
   return out
 
 
-def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m jaxpain.eval",
-                              description=__doc__.splitlines()[0])
+def parser() -> cli_errors.ArgumentParser:
+  p = cli_errors.ArgumentParser(prog=PROG,
+                                description=__doc__.splitlines()[0])
   p.add_argument("--checkpoint", required=True,
                  help="a jaxpain run folder or a PyTorch checkpoint file")
   p.add_argument("--dataset", required=True,
@@ -60,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
                  choices=unbc_source.REFERENCE_POLICIES,
                  help="UNBC test-time neutral references; 'pspi0' is the "
                  "released protocol and uses test labels")
-  p.add_argument("--shots", type=int, default=1,
+  p.add_argument("--shots", type=cli_errors.positive_int, default=1,
                  help="neutral references per frame (multi-shot)")
   p.add_argument("--calibrate_split", default=None,
                  help="split whose predictions pick the F1 thresholds")
@@ -69,16 +73,16 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--model", default=None,
                  help="PyTorch files only: ViTPainConfig overrides, e.g. "
                  "variant=B/16,official_compat=false")
-  p.add_argument("--batch_size", type=int, default=64)
-  p.add_argument("--image_size", type=int, default=None,
+  p.add_argument("--batch_size", type=cli_errors.positive_int, default=64)
+  p.add_argument("--image_size", type=cli_errors.positive_int, default=None,
                  help="resize UNBC folder images on the host (default: "
                  "stored size)")
   return p
 
 
-def cv_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m jaxpain.eval cv",
-                              description="UNBC-McMaster cross-validation")
+def cv_parser() -> cli_errors.ArgumentParser:
+  p = cli_errors.ArgumentParser(prog=f"{PROG} cv",
+                                description="UNBC-McMaster cross-validation")
   p.add_argument("--config", required=True,
                  help="trainer config file[:args], e.g. configs/finetune.py")
   p.add_argument("--unbc_root", default=None, help="the UNBC folder")
@@ -96,60 +100,84 @@ def cv_parser() -> argparse.ArgumentParser:
                                                          "inner_val"))
   p.add_argument("--references", default="sequence_start",
                  choices=unbc_source.REFERENCE_POLICIES)
-  p.add_argument("--shots", type=int, default=1)
-  p.add_argument("--folds", default=None, help="e.g. 0,1 (default: all)")
-  p.add_argument("--image_size", type=int, default=None)
+  p.add_argument("--shots", type=cli_errors.positive_int, default=1)
+  p.add_argument("--folds", default=None, type=_folds,
+                 help="e.g. 0,1 (default: all)")
+  p.add_argument("--image_size", type=cli_errors.positive_int, default=None)
   return p
 
 
-def load_config(spec: str):
-  """'configs/finetune.py:runlocal' -> get_config('runlocal')."""
-  from jaxpain.train import config as config_lib  # noqa: PLC0415
+def _folds(text: str) -> list[int]:
+  """'0,1' -> [0, 1]; argparse reports a bad list in one line."""
+  try:
+    folds = [int(x) for x in text.split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected fold numbers like 0,1, got {text!r}") from None
+  if not folds or min(folds) < 0:
+    raise argparse.ArgumentTypeError(
+        f"fold numbers must be >= 0, got {text!r}")
+  return folds
 
-  return config_lib.load(spec)
+
+def _which(text: str) -> str | int:
+  """'best' | 'latest' | a step number (a checkpoint to read)."""
+  return int(text) if text.isdigit() else text
 
 
-def cv_main(argv) -> int:
+def cv_main(a) -> int:
   from jaxpain.eval import crossval  # noqa: PLC0415
 
-  a = cv_parser().parse_args(argv)
+  cli_errors.check_output_dir(a.out, "--out")
+  config = config_lib.load_config_file(a.config)
   opts = crossval.CVOptions(
       unbc_root=a.unbc_root, out_dir=a.out, init=a.init,
       pretrained=a.pretrained, selection=a.selection,
-      pretrained_checkpoint=(int(a.pretrained_checkpoint)
-                             if a.pretrained_checkpoint.isdigit()
-                             else a.pretrained_checkpoint),
+      pretrained_checkpoint=_which(a.pretrained_checkpoint),
       test_references=a.references, num_references=a.shots,
-      folds=None if a.folds is None else [int(x) for x in a.folds.split(",")],
+      folds=a.folds,
       image_size=a.image_size, tfds=a.tfds, data_dir=a.data_dir)
-  result = crossval.run(load_config(a.config), opts)
+  result = crossval.run(config, opts)
   for k, v in result["aggregate"].items():
     print(f"{k:>16}: {v['mean']:.4f} ± {v['ci95']:.4f}  (k={v['k']})")
   print(f"table: {os.path.join(a.out, 'cv_table.md')}")
   return 0
 
 
-def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  import absl.flags  # noqa: PLC0415 (grain reads absl flags)
-
-  if not absl.flags.FLAGS.is_parsed():
-    absl.flags.FLAGS.mark_as_parsed()
-  if argv and argv[0] == "cv":
-    return cv_main(argv[1:])
-  args = parser().parse_args(argv)
-  which = int(args.which) if args.which.isdigit() else args.which
+def eval_main(args) -> int:
+  cli_errors.check_output_dir(args.out, "--out")
   result = evaluate.evaluate(
       args.checkpoint, args.dataset, args.split, args.out,
       data_dir=args.data_dir, unbc_root=args.unbc_root,
       references=args.references, shots=args.shots,
-      calibrate_split=args.calibrate_split, which=which,
+      calibrate_split=args.calibrate_split, which=_which(args.which),
       model_overrides=_overrides(args.model), batch_size=args.batch_size,
       image_size=args.image_size)
   print(json.dumps({k: v for k, v in result["metrics"].items()},
                    indent=2, default=str))
   print(f"report: {args.out}")
   return 0
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+  from jaxpain.data import sources  # noqa: PLC0415
+
+  return (sources.DataError,)
+
+
+def main(argv=None) -> int:
+  """The CLI; returns the exit status (2 and one line for bad input)."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  import absl.flags  # noqa: PLC0415 (grain reads absl flags)
+
+  if not absl.flags.FLAGS.is_parsed():
+    absl.flags.FLAGS.mark_as_parsed()
+  if argv and argv[0] == "cv":
+    args, body, prog = cv_parser().parse_args(argv[1:]), cv_main, f"{PROG} cv"
+  else:
+    args, body, prog = parser().parse_args(argv), eval_main, PROG
+  return cli_errors.run(prog, lambda: body(args), verbose=args.verbose,
+                        extra=_bad_input_types())
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from jaxpain.eval import metrics, report, unbc_source
+from jaxpain.train.config import ConfigError
 from tfds_3dpain.unbc_mcmaster import folds as folds_lib
 from tfds_3dpain.unbc_mcmaster import unbc
 
@@ -85,22 +86,22 @@ class CVOptions:
 
   def __post_init__(self):
     if (self.unbc_root is None) == (self.tfds is None):
-      raise ValueError("give exactly one of unbc_root (the UNBC folder) "
-                       "and tfds (a prepared unbc_mcmaster dataset)")
+      raise ConfigError("give exactly one of unbc_root (the UNBC folder) "
+                        "and tfds (a prepared unbc_mcmaster dataset)")
     if self.init not in INITS:
-      raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+      raise ConfigError(f"init must be one of {INITS}, got {self.init!r}")
     if self.init == "pretrained" and not self.pretrained:
-      raise ValueError("init='pretrained' needs `pretrained` (a 3DPain run "
-                       "workdir or a PyTorch checkpoint); use init='scratch' "
-                       "for the baseline")
+      raise ConfigError("init='pretrained' needs `pretrained` (a 3DPain run "
+                        "workdir or a PyTorch checkpoint); use init='scratch' "
+                        "for the baseline")
     if self.selection not in SELECTIONS:
-      raise ValueError(f"selection must be one of {SELECTIONS}")
+      raise ConfigError(f"selection must be one of {SELECTIONS}")
     for p in (self.test_references, self.train_references):
       if p not in unbc_source.REFERENCE_POLICIES:
-        raise ValueError(f"reference policy {p!r} not in "
-                         f"{unbc_source.REFERENCE_POLICIES}")
+        raise ConfigError(f"reference policy {p!r} not in "
+                           f"{unbc_source.REFERENCE_POLICIES}")
     if self.num_references < 1:
-      raise ValueError("num_references must be >= 1")
+      raise ConfigError("num_references must be >= 1")
 
 
 def fold_config(base: ml_collections.ConfigDict, opts: CVOptions,
@@ -159,8 +160,8 @@ class _Tfds:
                                  tuple(f["test_subjects"]))
                   for i, f in enumerate((meta or {}).get("folds", []))]
     if not self.folds:
-      raise ValueError(f"{self.name} records no folds in its metadata; "
-                       "rebuild it with the unbc_mcmaster builder")
+      raise ConfigError(f"{self.name} records no folds in its metadata; "
+                        "rebuild it with the unbc_mcmaster builder")
     folds_lib.check_folds(self.folds)
     allf = self.source(range(len(self.folds)), "none", None)
     self.subject, self.pspi = allf.identity, allf.pspi
@@ -287,11 +288,15 @@ def protocol_notes(opts: CVOptions, fold_source: str) -> list[str]:
 
 def run(base: ml_collections.ConfigDict, opts: CVOptions,
         data: unbc.UnbcData | None = None) -> dict:
-  """Run the cross-validation; returns per-fold rows and the aggregate."""
-  os.makedirs(opts.out_dir, exist_ok=True)
+  """Run the cross-validation; returns per-fold rows and the aggregate.
+
+  The data and folds are read before the output folder is made, so that
+  bad input leaves nothing behind.
+  """
   size = opts.image_size or int(base.model.image_size)
   frames = _Tfds(opts) if opts.tfds else _Folder(opts, size, data)
   fold_list = frames.folds
+  os.makedirs(opts.out_dir, exist_ok=True)
   folds_lib.write_folds(fold_list, os.path.join(opts.out_dir,
                                                 unbc.FOLDS_FILE))
   chosen = [f for f in fold_list if opts.folds is None or f.index in opts.folds]

@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxpain.data import sources
 from jaxpain.eval import metrics, predict, report, unbc_source
+from jaxpain.train.config import ConfigError
 from tfds_3dpain.unbc_mcmaster import folds as folds_lib
 from tfds_3dpain.unbc_mcmaster import unbc
 
@@ -70,8 +71,8 @@ def open_eval_source(dataset: str, split: str, *, data_dir=None,
   if dataset.split("/")[0] == "3dpain":
     src = sources.open_source(dataset, split, data_dir)
     return _Indexed(src, sources.split_index(src, dataset, split, data_dir))
-  raise ValueError(f"dataset {dataset!r}: expected '3dpain[/config]' or "
-                   "'unbc_mcmaster[/config]'")
+  raise ConfigError(f"dataset {dataset!r}: expected '3dpain[/config]' or "
+                    "'unbc_mcmaster[/config]'")
 
 
 def _predict_run(workdir, src, which, shots) -> dict:
@@ -114,11 +115,15 @@ def predict_split(checkpoint: str, src, *, which="best", shots=1,
   """Per-example predictions of a run folder or a PyTorch file."""
   if os.path.isdir(checkpoint):
     return _predict_run(checkpoint, src, which, shots)
-  if os.path.isfile(checkpoint):
-    return _predict_torch(checkpoint, src, shots, model_overrides, batch_size)
-  raise FileNotFoundError(
-      f"checkpoint {checkpoint!r} is neither a jaxpain run folder nor a "
-      "PyTorch checkpoint file")
+  _check_checkpoint(checkpoint)
+  return _predict_torch(checkpoint, src, shots, model_overrides, batch_size)
+
+
+def _check_checkpoint(checkpoint: str) -> None:
+  if not (os.path.isdir(checkpoint) or os.path.isfile(checkpoint)):
+    raise FileNotFoundError(
+        f"checkpoint {checkpoint!r} is neither a jaxpain run folder nor a "
+        "PyTorch checkpoint file")
 
 
 def evaluate(checkpoint: str, dataset: str, split: str, out_dir: str, *,
@@ -130,6 +135,7 @@ def evaluate(checkpoint: str, dataset: str, split: str, out_dir: str, *,
   Returns:
     {"metrics": ..., "files": {name: path}, "info": ...}.
   """
+  _check_checkpoint(checkpoint)
   kw = dict(data_dir=data_dir, unbc_root=unbc_root, image_size=image_size)
   src = open_eval_source(dataset, split, references=references, **kw)
   pred = predict_split(checkpoint, src, which=which, shots=shots,

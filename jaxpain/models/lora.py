@@ -14,11 +14,13 @@ The base is never modified, so unmerge is exact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.custom_derivatives import SymbolicZero
 
 from jaxpain.models import layers
 
@@ -143,31 +145,152 @@ class LoRADense(nnx.Module):
       w = _select(self.merged[...], groups).astype(self.dtype)
       y = _grouped(x, len(groups), lambda xg: layers.contract(
         xg, w, n_in, batch=True))
-    else:
+    elif self.lora is None:
       y = layers.contract(x, self.kernel[...].astype(self.dtype), n_in)
-      if self.lora is not None:
-        y = y + self._delta(x, groups, key)
+    elif key is None or self.lora.dropout <= 0.0:
+      y = self._folded(x, groups)
+    else:
+      y = self._dropped(x, groups, key)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
 
-  def _delta(self, x, groups, key):
+  def _factors(self, groups):
+    """A (G, in, r) and B (G, r, out) of the groups, in the compute dtype."""
+    r, g = self.lora.rank, len(groups)
     a = _select(self.lora_a[...], groups).astype(self.dtype)
     b = _select(self.lora_b[...], groups).astype(self.dtype)
-    n_in = len(self.in_shape)
+    return a.reshape(g, -1, r), b.reshape(g, r, -1)
 
-    def f(xg):
-      xg = layers.dropout(xg, self.lora.dropout, key)
-      h = layers.contract(xg, a, n_in, batch=True)
-      return layers.contract(h, b, 1, batch=True) * self.lora.scale
+  def _flat_call(self, x, groups, fn):
+    """fn on x as (G, rows, in) -> (G, rows, out), restored to x's shape."""
+    n_in, g = len(self.in_shape), len(groups)
+    lead = x.shape[:x.ndim - n_in]
+    if lead[0] % g:
+      raise ValueError(f'batch {lead[0]} does not split into {g} groups')
+    y = fn(x.reshape(g, -1, layers.prod(self.in_shape)))
+    return y.reshape(*lead, *self.out_shape)
 
-    return _grouped(x, len(groups), f)
+  def _kernel2d(self):
+    w = self.kernel[...].astype(self.dtype)
+    return w.reshape(layers.prod(self.in_shape), -1)
+
+  def _dropped(self, x, groups, key):
+    """x W + scale * B A dropout(x): one fused op (see `lora_dense`)."""
+    a, b = self._factors(groups)
+    w, cfg = self._kernel2d(), self.lora
+    return self._flat_call(x, groups, lambda xg: lora_dense(
+      xg, w, a, b, key, cfg.dropout, cfg.scale))
+
+  def _folded(self, x, groups):
+    """x (W + scale * A B) per group: one GEMM where nothing is dropped."""
+    a, b = self._factors(groups)
+    w = self._kernel2d()
+    return self._flat_call(x, groups, lambda xg: folded_dense(
+      xg, w, a, b, self.lora.scale))
 
   def merged_kernels(self) -> jax.Array:
     """Base + scale * A B for every adapter: (G, *in_shape, *out_shape)."""
     a, b = self.lora_a[...], self.lora_b[...]
     delta = layers.contract(a, b, 1, batch=True) * self.lora.scale
     return self.kernel[...][None] + delta.astype(self.kernel[...].dtype)
+
+
+# Fused LoRA ops on grouped, flattened operands: x (G, rows, in), A (G, in,
+# r), B (G, r, out), W (in, out). Their backward passes are written out
+# because of how XLA CPU runs a matmul: fast (YNNPACK) only where the left
+# operand is contracted over its minor axis. Autodiff's order contracted the
+# (rows, out) cotangent over rows for dB, which XLA fixed with a transposed
+# copy of it, the largest copy of the S/16 step; here the residuals the
+# backward pass contracts over rows are kept transposed (x^T, h^T, written
+# once in the forward pass), so every matmul is canonical. `symbolic_zeros`
+# tells which inputs are differentiated: the images (x of the patch
+# embedding) and a frozen base (W) are not, and get no cotangent.
+
+
+def _t(x):
+  return x.transpose(0, 2, 1)
+
+
+def _perturbed(p) -> tuple | None:
+  """A static marker in the residuals: () if p is differentiated."""
+  return () if p.perturbed else None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def lora_dense(x, w, a, b, key, rate: float, scale: float):
+  """x W + scale * (dropout(x) A) B per group: peft's LoRA in training."""
+  return _lora_fwd_values(x, w, a, b, key, rate, scale)[0]
+
+
+def _lora_fwd_values(x, w, a, b, key, rate, scale):
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  xd = jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+  h = jnp.einsum('gmi,gir->gmr', xd, a)
+  y = (jnp.einsum('gmi,io->gmo', x, w)
+       + jnp.einsum('gmr,gro->gmo', h, b) * scale)
+  return y, keep, xd, h
+
+
+def _lora_fwd(x, w, a, b, key, rate, scale):
+  vals = [p.value for p in (x, w, a, b, key)]
+  y, keep, xd, h = _lora_fwd_values(*vals, rate, scale)
+  x_for_dw = vals[0] if w.perturbed else None
+  return y, (keep, _t(xd), _t(h), vals[1], vals[2], vals[3], x_for_dw,
+             _perturbed(x))
+
+
+def _lora_bwd(rate, scale, res, dy):
+  keep, xd_t, h_t, w, a, b, x, need_dx = res
+  if isinstance(dy, SymbolicZero):
+    return (None,) * 5
+  db = jnp.einsum('grm,gmo->gro', h_t, dy) * scale
+  dh = jnp.einsum('gmo,gro->gmr', dy, b) * scale
+  da = jnp.einsum('gim,gmr->gir', xd_t, dh)
+  dx = dw = None
+  if need_dx is not None:
+    dxd = jnp.einsum('gmr,gir->gmi', dh, a)
+    dx = jnp.einsum('gmo,io->gmi', dy, w) + jnp.where(
+      keep, dxd / (1.0 - rate), jnp.zeros((), dxd.dtype))
+  if x is not None:
+    dw = jnp.einsum('gmi,gmo->io', x, dy)
+  return dx, dw, da, db, None
+
+
+lora_dense.defvjp(_lora_fwd, _lora_bwd, symbolic_zeros=True)
+
+
+def _merged(w, a, b, scale):
+  return w[None] + jnp.einsum('gir,gro->gio', a, b) * scale
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def folded_dense(x, w, a, b, scale: float):
+  """x (W + scale * A B) per group: LoRA without dropout as one GEMM."""
+  return jnp.einsum('gmi,gio->gmo', x, _merged(w, a, b, scale))
+
+
+def _folded_fwd(x, w, a, b, scale):
+  vals = [p.value for p in (x, w, a, b)]
+  need = (_perturbed(x), _perturbed(w))
+  return folded_dense(*vals, scale), (*vals, need)
+
+
+def _folded_bwd(scale, res, dy):
+  x, w, a, b, (need_dx, need_dw) = res
+  if isinstance(dy, SymbolicZero):
+    return None, None, None, None
+  dx = None if need_dx is None else jnp.einsum(
+    'gmo,gio->gmi', dy, _merged(w, a, b, scale))
+  dw = None if need_dw is None else jnp.einsum('gmi,gmo->io', x, dy)
+  h = jnp.einsum('gmi,gir->gmr', x, a)
+  dh = jnp.einsum('gmo,gro->gmr', dy, b) * scale
+  da = _t(jnp.einsum('gmr,gmi->gri', dh, x))
+  db = jnp.einsum('gmr,gmo->gro', h, dy) * scale
+  return dx, dw, da, db
+
+
+folded_dense.defvjp(_folded_fwd, _folded_bwd, symbolic_zeros=True)
 
 
 def _select(w: jax.Array, groups: tuple[int, ...]) -> jax.Array:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxpain import sharding
-from jaxpain.models import layers, lora, rope
+from jaxpain.models import attention, layers, lora, rope
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +84,9 @@ class ViTConfig:
     num_adapters: stacked adapter sets (2: pain + neutral on one base).
     dtype: compute dtype; norms, softmax and RoPE run in float32.
     param_dtype: storage dtype.
-    attention_impl: `jax.nn.dot_product_attention` implementation.
+    attention_impl: None runs `attention.attention` in head-major layout
+      (written-out backward pass); 'xla' or 'cudnn' run
+      `jax.nn.dot_product_attention` with that implementation.
     remat: rematerialise each block in the backward pass.
     scan_blocks: run the blocks as one `lax.scan` (see `ViT._scan`); False
       unrolls them in Python.
@@ -180,12 +182,24 @@ class Attention(nnx.Module):
 
   def __call__(self, x, *, rope_tab, prefix, groups, key):
     qkv = self.qkv(x, groups=groups, key=layers.fold(key, 0))
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    if rope_tab is not None:
-      q = rope.apply(q, *rope_tab, prefix)
-      k = rope.apply(k, *rope_tab, prefix)
-    o = jax.nn.dot_product_attention(q, k, v, implementation=self.impl)
+    if self.impl is None:
+      o = self._head_major(qkv, rope_tab, prefix)
+    else:
+      q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+      if rope_tab is not None:
+        q = rope.apply(q, *rope_tab, prefix)
+        k = rope.apply(k, *rope_tab, prefix)
+      o = jax.nn.dot_product_attention(q, k, v, implementation=self.impl)
     return self.proj(o, groups=groups, key=layers.fold(key, 1))
+
+  def _head_major(self, qkv, rope_tab, prefix):
+    """`attention.attention` on (B, heads, N, Dh): one transpose in (qkv
+    -> q, k, v) and one out (-> B, N, heads, Dh), as PyTorch's timm does."""
+    q, k, v = qkv.transpose(2, 0, 3, 1, 4)
+    if rope_tab is not None:
+      q = rope.apply(q, *rope_tab, prefix, token_axis=2)
+      k = rope.apply(k, *rope_tab, prefix, token_axis=2)
+    return attention.attention(q, k, v).transpose(0, 2, 1, 3)
 
 
 class Block(nnx.Module):

@@ -8,7 +8,10 @@ A checkpoint step folder holds two items:
 
 Orbax writes each step into a temporary folder and renames it when the
 (asynchronous) save has finished, so a run killed mid-save leaves the
-previous checkpoints intact and the partial folder is ignored. Retention is
+previous checkpoints intact and the partial folder is ignored. A finished
+step that was damaged later (bit rot, a cut copy) is set aside by the
+trainer when an older step still restores: renamed `<step>.damaged`, which
+Orbax ignores, never deleted. Retention is
 the union of the latest `keep` steps and the best `keep_best` steps by
 `best_metric` (steps saved without that metric only count as latest).
 """
@@ -23,10 +26,13 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as cm
 
+from synth.cli_errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError):
   """A checkpoint that cannot be read (corrupt or from another config)."""
 
 
@@ -80,6 +86,24 @@ class Checkpointer:
       return self.best_step() or self.latest_step()
     step = int(which)
     return step if step in self.all_steps() else None
+
+  def set_aside(self, step: int) -> str:
+    """Renames the folder of `step` to `<step>.damaged[.N]`; the new path.
+
+    Process 0 renames; every process waits for it, then forgets the step.
+    """
+    src = os.path.join(self.directory, str(step))
+    dst = f"{src}.damaged"
+    n = 0
+    while os.path.exists(dst):
+      n += 1
+      dst = f"{src}.damaged.{n}"
+    if jax.process_index() == 0:
+      os.rename(src, dst)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"jaxpain_set_aside_{step}")
+    self._mgr.reload()
+    return dst
 
   # ---------------------------------------------------------------- save --
   def save(self, step: int, tree: Any, data_iterator: Any = None,
@@ -154,10 +178,11 @@ class Checkpointer:
     others = [s for s in self.all_steps() if s != step]
     return CheckpointError(
         f"cannot restore checkpoint step {step} from {self.directory}: "
-        f"{type(e).__name__}: {str(e)[:500]}. The checkpoint is corrupt or "
-        "was written with a different model/optimizer config. Delete the "
-        f"folder of step {step} to fall back to another step "
-        f"(available: {others or 'none'}), or start in a new workdir.")
+        f"{type(e).__name__}: {' '.join(str(e).split())[:300]}. The "
+        "checkpoint is corrupt or was written with a different "
+        "model/optimizer config (other steps: "
+        f"{others or 'none'}). Resume with the config that wrote it, or "
+        "start in a new workdir.")
 
 
 def abstract(tree: Any) -> Any:

@@ -7,10 +7,13 @@ device work starts.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 
 import ml_collections
+
+from synth.cli_errors import UserError
 
 # Logical axis (model annotation) -> mesh axes. Pure FSDP + tensor parallel
 # in the maxtext spirit: embeddings split over 'fsdp', MLP and heads over
@@ -50,7 +53,8 @@ def apply_sharding(c: ml_collections.ConfigDict, name: str | None = None
 
   name = name or DEFAULT_SHARDING.get(c.model.variant, "dp")
   if name not in SHARDINGS:
-    raise ValueError(f"sharding {name!r} not in {SHARDINGS}")
+    raise ConfigError(f"config arg sharding={name!r}: pass one of "
+                      f"{', '.join(SHARDINGS)}")
   heads = vit.decode_variant(c.model.variant).heads
   tensor = 4 if heads % 4 == 0 else 2
   c.sharding = name
@@ -62,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
   """Defaults: the released synthetic pretraining recipe (reference.md §B.2)."""
   c = ml_collections.ConfigDict()
   c.seed = 42  # model init, shuffle, augmentation and dropout streams
+  # PRNG of the dropout masks: 'threefry' | 'rbg' | 'unsafe_rbg' (faster
+  # masks on CPU and TPU; see jaxpain.models.layers.rekey).
+  c.dropout_prng = "threefry"
   c.mode = "student"  # 'teacher' (heatmaps) | 'student' (RGB [+ teacher])
 
   # Model: fields of jaxpain.models.vitpain.ViTPainConfig, plus `name`.
@@ -199,17 +206,6 @@ def apply_runlocal(c: ml_collections.ConfigDict) -> None:
   c.checkpoint_every = 10
 
 
-def load(spec: str) -> ml_collections.ConfigDict:
-  """'configs/finetune.py:runlocal' -> that file's get_config('runlocal')."""
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"config file {path!r} not found")
-  mod_spec = importlib.util.spec_from_file_location("_jaxpain_config", path)
-  module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
-
-
 def parse_arg(arg: str | None) -> dict[str, str | bool]:
   """'runlocal,variant=S/16' -> {'runlocal': True, 'variant': 'S/16'}."""
   out: dict[str, str | bool] = {}
@@ -246,50 +242,87 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   torch=FILE          init_from a released ViTPain checkpoint
   seed=N
   """
+  known = {"runlocal", "steps", "batch", "mesh", "neutral", "seed",
+           "sharding", "train_base", "init", "timm", "torch", *_SIMPLE_ARGS}
+  for key in sorted(set(args) - known):
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(f"unknown config arg {key!r}: {hint}known: "
+                      f"{', '.join(sorted(known))}")
   if args.get("runlocal"):
     apply_runlocal(c)
-  simple = {"variant": ("model", "variant", str),
-            "size": ("model", "image_size", int),
-            "patch": ("model", "patch_size", int),
-            "data": ("data", "name", str),
-            "data_dir": ("data", "data_dir", str),
-            "workers": ("data", "num_workers", int),
-            "teacher": ("teacher", "workdir", str),
-            "init_scheme": ("model", "init_scheme", str),
-            "lr": ("optim", "lr", float)}
-  for key, (group, field, cast) in simple.items():
+  for key, (group, field, cast) in _SIMPLE_ARGS.items():
     if key in args:
-      c[group][field] = cast(args[key])
+      c[group][field] = _cast(key, args[key], cast)
   if "variant" in args and "patch" not in args:
-    c.model.patch_size = int(str(args["variant"]).split("/")[1])
+    c.model.patch_size = _cast("variant", str(args["variant"]).split("/")[-1],
+                               int)
   apply_sharding(c, args.get("sharding"))
   if "steps" in args:
-    c.num_train_steps = int(args["steps"])
+    c.num_train_steps = _cast("steps", args["steps"], int)
   if "batch" in args:
-    c.batch_size = c.eval_batch_size = int(args["batch"])
+    c.batch_size = c.eval_batch_size = _cast("batch", args["batch"], int)
   if "mesh" in args:
-    c.mesh.shape = tuple(int(x) for x in str(args["mesh"]).split("."))
+    c.mesh.shape = tuple(_cast("mesh", x, int)
+                         for x in str(args["mesh"]).split("."))
   if "neutral" in args:
-    c.model.use_neutral = str(args["neutral"]) not in ("0", "false", "False")
+    c.model.use_neutral = _bool("neutral", args["neutral"])
   if "seed" in args:
-    c.seed = int(args["seed"])
+    c.seed = _cast("seed", args["seed"], int)
   for key, kind in (("init", "checkpoint"), ("timm", "timm"),
                     ("torch", "vitpain")):
     if key in args:
       c.init_from.update(dict(kind=kind, path=str(args[key])))
   if "train_base" in args:
-    c.model.train_base = str(args["train_base"]) not in ("0", "false")
-  known = set(simple) | {"runlocal", "steps", "batch", "mesh", "neutral",
-                         "sharding", "seed", "train_base", "init", "timm",
-                         "torch"}
-  unknown = set(args) - known
-  if unknown:
-    raise ValueError(f"unknown config args {sorted(unknown)}; known: "
-                     f"{sorted(known)}")
+    c.model.train_base = _bool("train_base", args["train_base"])
 
 
-class ConfigError(ValueError):
-  """A config combination that cannot run."""
+_SIMPLE_ARGS = {"variant": ("model", "variant", str),
+                "size": ("model", "image_size", int),
+                "patch": ("model", "patch_size", int),
+                "data": ("data", "name", str),
+                "data_dir": ("data", "data_dir", str),
+                "workers": ("data", "num_workers", int),
+                "teacher": ("teacher", "workdir", str),
+                "init_scheme": ("model", "init_scheme", str),
+                "lr": ("optim", "lr", float)}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _cast(key: str, value, cast):
+  """cast(value), or a ConfigError naming the arg and the expected type."""
+  try:
+    return cast(value)
+  except (TypeError, ValueError):
+    raise ConfigError(f"config arg {key}={value!r} must be "
+                      f"{_TYPE_NAMES[cast]}") from None
+
+
+def _bool(key: str, value) -> bool:
+  text = str(value).lower()
+  if text not in ("0", "1", "true", "false"):
+    raise ConfigError(f"config arg {key}={value!r} must be 0 or 1")
+  return text in ("1", "true")
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """'configs/finetune.py:runlocal' -> that file's get_config('runlocal').
+
+  As ml_collections' --config flag calls it; ConfigError for a missing
+  file (a config arg's own ConfigError passes through).
+  """
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file {path} not found; pass one of "
+                      "configs/*.py, e.g. configs/teacher.py:runlocal")
+  mod_spec = importlib.util.spec_from_file_location("_jaxpain_config", path)
+  module = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+class ConfigError(UserError):
+  """A config value or combination that cannot run."""
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -316,9 +349,41 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.model.init_scheme not in ("released", "scratch"):
     raise ConfigError(f"model.init_scheme {c.model.init_scheme!r} not in "
                       "('released', 'scratch')")
+  if c.dropout_prng not in ("threefry", "rbg", "unsafe_rbg"):
+    raise ConfigError(f"dropout_prng {c.dropout_prng!r} not in "
+                      "('threefry', 'rbg', 'unsafe_rbg')")
   if c.best_mode not in ("min", "max"):
     raise ConfigError(f"best_mode must be 'min' or 'max': {c.best_mode}")
-  if c.batch_size <= 0 or c.eval_batch_size <= 0:
-    raise ConfigError("batch sizes must be positive")
+  _check_counts(c)
   if list(c.mesh.shape).count(-1) > 1:
     raise ConfigError(f"mesh.shape {tuple(c.mesh.shape)}: at most one -1")
+
+
+# (field, smallest allowed value); None is allowed where noted in the field.
+_COUNTS = (
+    ("batch_size", 1), ("eval_batch_size", 1), ("num_train_steps", 1),
+    ("log_every", 1), ("eval_every", 0), ("checkpoint_every", 1),
+    ("keep_checkpoints", 1), ("keep_best", 0), ("data.num_workers", 0),
+    ("data.worker_buffer", 1), ("data.device_prefetch", 0),
+    ("data.eval_num_references", 1), ("model.image_size", 1),
+    ("model.patch_size", 1),
+)
+
+
+def _check_counts(c: ml_collections.ConfigDict) -> None:
+  """ConfigError for a count below its minimum (steps=-3 would train 0)."""
+  for name, low in _COUNTS:
+    value = c
+    for part in name.split("."):
+      value = value[part]
+    if name == "num_train_steps" and value is None:
+      continue  # num_epochs decides
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+      raise ConfigError(f"config.{name} must be an integer >= {low}, got "
+                        f"{value!r}")
+  if c.num_train_steps is None and not c.num_epochs > 0:
+    raise ConfigError(f"config.num_epochs must be > 0, got {c.num_epochs!r}")
+  bad = [x for x in c.mesh.shape if x == 0 or x < -1]
+  if bad:
+    raise ConfigError(f"config.mesh.shape {tuple(c.mesh.shape)}: sizes must "
+                      "be positive (or one -1 for the rest)")

@@ -54,7 +54,8 @@ def eval_spec(config) -> pipeline.InputSpec:
   fields = ("image", "neutral") if config.model.use_neutral else ("image",)
   return pipeline.InputSpec(
       fields=fields, neutral_mode=config.data.eval_neutral_mode,
-      num_references=int(config.data.eval_num_references), seed=config.seed)
+      num_references=int(config.data.eval_num_references), seed=config.seed,
+      image_size=int(config.model.image_size))
 
 
 def run(eval_step, params, consts, data: SplitData, config, mesh

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 
 import jax
@@ -29,9 +30,7 @@ class MetricsWriter:
     self._tb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
-      from tensorboardX import SummaryWriter
-
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._tb = _summary_writer_class()(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, split: str, metrics: Mapping[str, float]):
     if not self.enabled:
@@ -54,6 +53,25 @@ class MetricsWriter:
   def close(self):
     if self._tb is not None:
       self._tb.close()
+
+
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter, without importing torch for it.
+
+  tensorboardX imports torch when it is installed, only to accept torch
+  tensors; we log Python floats. In a JAX process that import costs about
+  2 CPU-seconds and 700 MB, so it is hidden while tensorboardX loads (unless
+  torch is already there).
+  """
+  if "tensorboardX" in sys.modules or "torch" in sys.modules:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+  sys.modules["torch"] = None  # `import torch` raises ImportError
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
 
 
 def read_jsonl(path: str) -> list[dict]:

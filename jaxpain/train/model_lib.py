@@ -38,6 +38,9 @@ class ModelSpec:
   build: Callable[[Mapping[str, Any], nnx.Rngs], nnx.Module]
   lora_filter: Any
   trainable_filter: Any
+  # Raises ValueError for a model config that cannot be built (cheap: no
+  # parameters are made). None: no check beyond building.
+  check: Callable[[Mapping[str, Any]], None] | None = None
 
 
 _REGISTRY: dict[str, Callable[[], ModelSpec]] = {}
@@ -53,11 +56,15 @@ def _vitpain_spec() -> ModelSpec:
 
   fields = {f.name for f in dataclasses.fields(vitpain.ViTPainConfig)}
 
-  def build(cfg, rngs):
+  def model_config(cfg):  # __post_init__ checks the fields
     kwargs = {k: v for k, v in dict(cfg).items() if k in fields}
-    return vitpain.ViTPain(vitpain.ViTPainConfig(**kwargs), rngs=rngs)
+    return vitpain.ViTPainConfig(**kwargs)
 
-  return ModelSpec(build, vitpain.lora_filter, vitpain.trainable_filter)
+  def build(cfg, rngs):
+    return vitpain.ViTPain(model_config(cfg), rngs=rngs)
+
+  return ModelSpec(build, vitpain.lora_filter, vitpain.trainable_filter,
+                   check=model_config)
 
 
 register_model("vitpain", _vitpain_spec)
@@ -67,6 +74,18 @@ def get_spec(name: str) -> ModelSpec:
   if name not in _REGISTRY:
     raise ValueError(f"unknown model {name!r}; registered: {sorted(_REGISTRY)}")
   return _REGISTRY[name]()
+
+
+def check(model_cfg: Mapping[str, Any]) -> None:
+  """ConfigError when `model_cfg` names an unknown model or bad fields."""
+  from jaxpain.train.config import ConfigError
+
+  try:
+    spec = get_spec(model_cfg["name"])
+    if spec.check is not None:
+      spec.check(model_cfg)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"config.model: {e}") from None
 
 
 def build(model_cfg: Mapping[str, Any], seed: int) -> nnx.Module:

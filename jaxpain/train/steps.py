@@ -23,6 +23,7 @@ import optax
 
 from jaxpain import sharding as shd
 from jaxpain.data import augment
+from jaxpain.models import layers
 from jaxpain.train import losses, model_lib
 from jaxpain.train.state import Teacher, TrainSetup
 
@@ -83,6 +84,7 @@ def make_train_step(config: ml_collections.ConfigDict, setup: TrainSetup,
   def step(train, consts, tgroups, batch):
     key = jax.random.fold_in(jax.random.key(seed), train["step"])
     k_aug, k_drop = jax.random.split(key)
+    k_drop = layers.rekey(k_drop, config.dropout_prng)
     images, neutral = model_inputs(config, batch, k_aug, aug)
     t_out = teacher_outputs(tgroups, batch) if teacher is not None else None
 

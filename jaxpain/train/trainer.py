@@ -36,7 +36,7 @@ from jaxpain.data import pipeline
 from jaxpain.train import checkpoint as ckpt_lib
 from jaxpain.train import config as config_lib
 from jaxpain.train import evaluate as eval_lib
-from jaxpain.train import metrics_writer
+from jaxpain.train import metrics_writer, model_lib
 from jaxpain.train import state as state_lib
 from jaxpain.train import steps as steps_lib
 
@@ -135,6 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   config = ml_collections.ConfigDict(config.to_dict())
   config_lib.validate(config)
+  model_lib.check(config.model)
   # ------------------------------------------------------ distributed -----
   maybe_initialize_distributed(config)
 
@@ -233,7 +234,8 @@ def _train_spec(config) -> pipeline.InputSpec:
       fields += ("heatmap",)
   return pipeline.InputSpec(fields=fields,
                             neutral_mode=config.data.neutral_mode,
-                            seed=config.seed)
+                            seed=config.seed,
+                            image_size=int(config.model.image_size))
 
 
 def _maybe_split(config, split, sources):
@@ -249,12 +251,9 @@ def _maybe_split(config, split, sources):
 
 def _resume_or_init(config, setup, ckpt, batches, mesh) -> str:
   """Applies the resume order of the module docstring; returns its name."""
-  step = ckpt.latest_step()
-  if step is not None:
-    tree = ckpt.restore(step, ckpt_lib.abstract(
-        state_lib.checkpoint_tree(setup)), batches.checkpointable())
-    state_lib.set_from_checkpoint(setup, tree)
-    return f"resumed from step {step}"
+  resumed = _restore_newest_good(setup, ckpt, batches)
+  if resumed is not None:
+    return resumed
   kind = config.init_from.kind
   if kind == "checkpoint":
     info = state_lib.load_params_from_run(
@@ -264,6 +263,35 @@ def _resume_or_init(config, setup, ckpt, batches, mesh) -> str:
     info = state_lib.load_torch_weights(setup, config, mesh)
     return f"init_from {kind} {config.init_from.path} {info}"
   return "scratch"
+
+
+def _restore_newest_good(setup, ckpt, batches) -> str | None:
+  """Restores the newest step that reads; None when there is no step.
+
+  A newer step that fails while an older one reads is damaged (the same
+  config reads the older one): it is set aside (renamed, never deleted) and
+  the run says so. When no step reads, nothing is touched and the newest
+  step's CheckpointError is raised (e.g. a run of another config).
+  """
+  abstract = ckpt_lib.abstract(state_lib.checkpoint_tree(setup))
+  failed = []
+  for step in sorted(ckpt.all_steps(), reverse=True):
+    try:
+      tree = ckpt.restore(step, abstract, batches.checkpointable())
+    except ckpt_lib.CheckpointError as e:
+      failed.append((step, e))
+      continue
+    state_lib.set_from_checkpoint(setup, tree)
+    for bad, e in failed:
+      moved = ckpt.set_aside(bad)
+      logging.warning("checkpoint step %d is damaged; set aside as %s and "
+                      "resumed from step %d instead (%s)", bad, moved, step,
+                      e)
+    note = f" (damaged step {failed[0][0]} set aside)" if failed else ""
+    return f"resumed from step {step}{note}"
+  if failed:
+    raise failed[0][1]
+  return None
 
 
 def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
@@ -279,7 +307,7 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
   last: dict[str, float] = {}
   last_val = None
   status = "done"
-  with PreemptionGuard() as guard:
+  with PreemptionGuard() as guard, bar:  # bar: closed on errors too
     for step in range(start + 1, total + 1):
       batch = next(batches)
       if step == start + 1:  # compile once, ahead of time, and report it
@@ -315,7 +343,6 @@ def _loop(config, setup, train_step, batches, ckpt, writer, evaluate,
         break
     if pending is not None:
       last = _account(pending, ckpt, history)
-  bar.close()
   ckpt.wait()
   writer.plot()
   return {"status": status, "step": int(jax.device_get(setup.train["step"])),

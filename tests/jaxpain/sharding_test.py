@@ -37,15 +37,15 @@ def test_constrain_batch_splits_rows_and_keeps_the_rest_whole():
     ("dp", "S/16", (-1, 1, 1)), ("fsdp", "L/16", (1, -1, 1)),
     ("fsdp_tp", "L/16", (1, -1, 4)), ("fsdp_tp", "S/16", (1, -1, 2))])
 def test_sharding_presets_set_the_mesh(name, variant, shape):
-  c = config_lib.load(f"configs/baseline.py:variant={variant},sharding="
-                      f"{name}")
+  c = config_lib.load_config_file(
+      f"configs/baseline.py:variant={variant},sharding={name}")
   assert c.sharding == name and tuple(c.mesh.shape) == shape
 
 
 def test_configs_default_to_the_choice_per_size():
   for variant, name in config_lib.DEFAULT_SHARDING.items():
-    c = config_lib.load(f"configs/teacher.py:variant={variant}")
+    c = config_lib.load_config_file(f"configs/teacher.py:variant={variant}")
     assert c.sharding == name
     assert c.model.patch_size == int(variant.split("/")[1])
-  with pytest.raises(ValueError, match="sharding"):
-    config_lib.load("configs/baseline.py:sharding=zero3")
+  with pytest.raises(config_lib.ConfigError, match="sharding"):
+    config_lib.load_config_file("configs/baseline.py:sharding=zero3")

@@ -18,6 +18,15 @@ def _run(capsys, *argv):
   "extra, message",
   [
     (["--num-identities", "0"], "num_identities"),
+    (["--num-identities", "-3"], "num_identities"),
+    (["--num-identities", "abc"], "invalid int value: 'abc'"),
+    (["--num-identities", "1", "--workers", "0"], "positive integer"),
+    (["--num-identities", "1", "--resolution", "0"], "resolution"),
+    (["--num-identities", "1", "--au-override", "AU43=0.5"], "AU43"),
+    (
+      ["--num-identities", "1", "--contact-sheet", "/proc/x/sheet.png"],
+      "--contact-sheet /proc/x is not writable",
+    ),
     (["--num-identities", "1", "--au-override", "AU99=1"], "unknown AU"),
     (["--num-identities", "1", "--au-override", "AU4=7"], "out of range"),
     (["--num-identities", "1", "--au-override", "AU4"], "NAME=INTENSITY"),
@@ -61,7 +70,8 @@ def test_bad_input_exits_non_zero_and_writes_nothing(
   out = tmp_path / "out"
   code, err = _run(capsys, "--out", str(out), "--no-progress", *extra)
   assert code == 2
-  assert message in err and err.startswith("synth: error:")
+  assert message in err and err.startswith("python -m synth: error:")
+  assert err.count("\n") == 1  # one line
   assert not out.exists()
 
 

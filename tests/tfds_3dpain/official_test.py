@@ -1,5 +1,7 @@
 """`3dpain/official`: the import of the released layout, and its bad inputs."""
 
+import json
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -8,8 +10,10 @@ import tempfile
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
 
 import tfds_3dpain
+from tests.limits import HANG_S
 from tfds_3dpain import formats, index, testing
 
 
@@ -74,7 +78,7 @@ def test_labels_and_neutral_pairs_match_the_files(
 
 
 def test_missing_manual_dir_says_where_and_what(prepare_official, tmp_path):
-  with pytest.raises(AssertionError) as err:
+  with pytest.raises(tfds_3dpain.ManualDirError) as err:
     prepare_official(tmp_path / "absent", tmp_path / "data")
   msg = str(err.value)
   assert str(tmp_path / "absent") in msg and "does not exist" in msg
@@ -138,6 +142,54 @@ def test_bad_annotation_skips_its_images(release_copy, prepare_official, tmp_pat
   assert "AU4=9" in skipped and "unreadable annotation JSON" in skipped
 
 
+def test_bad_labels_and_images_are_named_and_skipped_at_build(
+    release_copy, prepare_official, tmp_path
+):
+  ann = release_copy / "pain_faces" / "annotations"
+  labels = {"AU4": 1, "AU6": 0, "AU7": 0, "AU9": 0, "AU10": 0, "AU43": 0,
+            "PSPI": 1}
+  (ann / "flame_sample_0003_pain_4_annotations.json").write_text(
+      json.dumps({**labels, "AU43": 0.5}))
+  (ann / "flame_sample_0003_pain_5_annotations.json").write_text(
+      json.dumps({**labels, "AU6": float("nan")}))
+  images = release_copy / "pain_faces" / "meshes_inpainted"
+  big = testing.image_name(0, 3, 1)
+  Image.new("RGB", (24, 24)).save(images / big, format="JPEG")
+  text = testing.image_name(1, 2, 0)
+  (images / text).write_text("not an image at all")
+
+  builder = prepare_official(release_copy, tmp_path / "data")
+  skipped = dict(s.split(": ", 1) for s in
+                 builder.info.metadata["skipped_files"])
+  assert "AU43=0.5 must be 0 or 1" in skipped[
+      "flame_sample_0003_pain_4_annotations.json"]
+  assert "AU6=nan is outside" in skipped[
+      "flame_sample_0003_pain_5_annotations.json"]
+  assert skipped[big].startswith("image is 24x24 but the release's images "
+                                 "are 16x16; skipped")
+  assert skipped[text].startswith("not an image")
+  train, test = _by_key(builder, "train"), _by_key(builder, "test")
+  assert len(train) == 66 - 2 and len(test) == 33 - 2 * 3
+  assert {ex["image"].shape for ex in train.values()} == {(16, 16, 3)}
+
+
+def test_identity_missing_from_the_split_csv_is_named_and_skipped(
+    release_copy, prepare_official, tmp_path
+):
+  csv = release_copy / "uniform_data_70_20_10_split.csv"
+  rows = [r for r in csv.read_text().splitlines()
+          if not r.startswith("flame_sample_0002_")]
+  csv.write_text("\n".join([*rows, "flame_sample_0042_pain_1,0"]) + "\n")
+  builder = prepare_official(release_copy, tmp_path / "data")
+  skipped = builder.info.metadata["skipped_files"]
+  assert ("flame_sample_0002: identity not in uniform_data_70_20_10_split.csv"
+          "; all its images skipped") in " ".join(skipped)
+  assert any("1 rows name annotations that are not in the folder, e.g. "
+             "['flame_sample_0042_pain_1']" in s for s in skipped)
+  assert "validation" not in builder.info.splits  # its only identity left
+  assert builder.info.splits["train"].num_examples == 66
+
+
 def test_without_split_csv_identities_are_split_by_hash(
     release_copy, prepare_official, tmp_path
 ):
@@ -161,9 +213,16 @@ def test_csv_with_identity_in_two_splits_is_refused(
     prepare_official(release_copy, tmp_path / "data")
 
 
+def _tree(folder):
+  """{relative path: bytes} of every file under folder."""
+  folder = pathlib.Path(folder)
+  return {str(p.relative_to(folder)): p.read_bytes()
+          for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.parametrize("damage", ["truncated shard", "no marker"])
-def test_incomplete_folder_is_detected_and_rebuilt(
-    official_fixture, prepare_official, tmp_path, damage
+def test_damaged_folder_is_never_deleted_and_rebuilt_only_on_request(
+    official_fixture, prepare_official, official_local, tmp_path, damage
 ):
   data_dir = tmp_path / "data"
   version_dir = prepare_official(official_fixture.root, data_dir).data_path
@@ -174,9 +233,27 @@ def test_incomplete_folder_is_detected_and_rebuilt(
     shard.write_bytes(original[: len(original) // 2])
   else:
     (version_dir / formats.MARKER).unlink()
-  assert formats.incomplete_reason(version_dir) is not None
+  damaged = _tree(version_dir)
 
-  rebuilt = prepare_official(official_fixture.root, data_dir)
+  reads = {
+      "data_source": lambda: tfds.data_source(
+          "3dpain", split="train", data_dir=str(data_dir),
+          download=False, builder_kwargs={"config": official_local}),
+      "as_data_source": lambda: tfds.builder(
+          "3dpain", config=official_local, data_dir=str(data_dir)
+      ).as_data_source(split="train"),
+      "prepare": lambda: prepare_official(official_fixture.root, data_dir),
+  }
+  for what, read in reads.items():
+    with pytest.raises(formats.DamagedBuildError) as e:
+      read()
+    message = str(e.value)
+    assert "\n" not in message and "nothing was deleted" in message, what
+    assert "--overwrite" in message and str(version_dir) in message, what
+    assert _tree(version_dir) == damaged, f"{what} changed the folder"
+
+  rebuilt = prepare_official(official_fixture.root, data_dir,
+                             download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)
   assert rebuilt.is_prepared()
   assert formats.incomplete_reason(version_dir) is None
   assert shard.read_bytes() == original  # Deterministic rebuild.
@@ -227,6 +304,35 @@ def test_building_never_imports_tensorflow_into_the_caller(
   # TFRecord twin is written by a child so a JAX job can build safely.
   out = subprocess.run(
       [sys.executable, "-c", KEEPS_TF_OUT, str(official_fixture.root),
-       str(tmp_path)], capture_output=True, text=True, timeout=300)
+       str(tmp_path)], capture_output=True, text=True, timeout=HANG_S)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.split("\n")[-2] == "False ['tfrecord']"
+
+
+def _tfds_build(*args):
+  """`tfds build <repo>/tfds_3dpain ...` as a user runs it."""
+  repo = pathlib.Path(tfds_3dpain.__file__).parent
+  return subprocess.run(
+      [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build",
+       str(repo), *args], capture_output=True, text=True, timeout=HANG_S)
+
+
+@pytest.mark.parametrize("case", ["damaged build", "no manual folder"])
+def test_tfds_build_answers_bad_input_without_traceback(case, damaged_3dpain,
+                                                        tmp_path):
+  data_dir, version, files = damaged_3dpain
+  if case == "damaged build":
+    proc = _tfds_build("--config", "official", "--data_dir", data_dir)
+    expected = "is damaged"
+  else:
+    proc = _tfds_build("--config", "official", "--data_dir",
+                       str(tmp_path / "data"), "--manual_dir",
+                       str(tmp_path / "nothing_here"))
+    expected = "nothing_here does not exist or is empty"
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  (line,) = [x for x in proc.stderr.splitlines() if expected in x]
+  assert "nothing was deleted" in line or case != "damaged build"
+  assert {p.name: p.read_bytes() for p in version.iterdir()} == files
+  assert not (tmp_path / "data" / "3dpain" / "official" / "1.0.0").exists()
+

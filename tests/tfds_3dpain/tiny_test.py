@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 
 import tfds_3dpain
 from synth import records
+from tests.limits import HANG_S
 
 REPO = pathlib.Path(tfds_3dpain.__file__).resolve().parents[1]
 SPLITS = ("train", "validation", "test")
@@ -40,7 +41,7 @@ class TinyBuilderTest(tfds.testing.DatasetBuilderTestCase):
 def _run(args, cwd, **env):
   """Runs a fresh interpreter in cwd; returns its stdout, fails loudly."""
   proc = subprocess.run(
-      args, cwd=cwd, capture_output=True, text=True, timeout=300,
+      args, cwd=cwd, capture_output=True, text=True, timeout=HANG_S,
       env={**os.environ, **env},
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -88,7 +89,7 @@ def test_fresh_process_finds_3dpain_without_importing_us(data_dir, tmp_path):
   # Without the hook the same lookup fails: the hook is what makes it work.
   off = subprocess.run(
       [sys.executable, "-c", FRESH, data_dir], cwd=tmp_path,
-      capture_output=True, text=True, timeout=300,
+      capture_output=True, text=True, timeout=HANG_S,
       env={**os.environ, "TFDS_3DPAIN_NO_AUTOLOAD": "1"},
   )
   assert off.returncode != 0
@@ -123,7 +124,7 @@ def test_regular_wheel_install_ships_the_hook(data_dir, tmp_path):
         "--no-deps", str(wheel)], cwd=tmp_path)
   assert (sp / "tfds_3dpain_autoload.pth").exists()
   count, module = _run([str(py), "-c", WHEEL_CHECK, data_dir],
-                       cwd=tmp_path).split()
+                       cwd=tmp_path, PYTHONPATH="").split()  # not a checkout
   assert int(count) == 33
   assert pathlib.Path(module).is_relative_to(sp)  # The installed copy.
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 import tfds_3dpain
 from synth import records
+from tests.limits import HANG_S
 from tfds_3dpain import configs, features, formats, index, runner, splits
 
 REPO = pathlib.Path(tfds_3dpain.__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def test_config_validation_names_the_problem():
   cfg = configs.make_config("custom", num_identities=5, resolution=64)
   assert cfg.synth.resolution == 64 and "5 synthetic identities" in cfg.description
   names = [c.name for c in tfds_3dpain.Builder.BUILDER_CONFIGS]
-  assert names == ["full", "small", "tiny", "demo", "official"]
+  assert names == ["full", "small", "tiny", "demo", "official", "sequences"]
 
 
 def _record(expression: int, size: int = 8) -> records.ImageRecord:
@@ -176,7 +177,7 @@ print(sys.modules["tensorflow_datasets"].__name__, not hook.installed(),
 
 def test_hook_warns_but_never_breaks_tfds(tmp_path):
   out = subprocess.run([sys.executable, "-c", BROKEN_TARGET], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120,
+                       capture_output=True, text=True, timeout=HANG_S,
                        env={**os.environ})
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.split() == ["tensorflow_datasets", "True", "True"]

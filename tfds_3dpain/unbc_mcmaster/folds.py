@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import h5py
 import numpy as np
 
+from synth.cli_errors import UserError
 from tfds_3dpain.unbc_mcmaster import unbc
 
 DEFAULT_K = 5
@@ -30,7 +31,7 @@ DEFAULT_K = 5
 _TRIALS = 4000
 
 
-class FoldError(ValueError):
+class FoldError(UserError):
   """Folds that overlap, miss subjects or are malformed."""
 
 

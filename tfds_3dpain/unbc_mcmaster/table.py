@@ -14,11 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from synth.cli_errors import UserError
+
 AU_NUMBERS: tuple[int, ...] = (4, 6, 7, 9, 10, 43)
 AU_KEYS: tuple[str, ...] = tuple(f"label_AU_{n}" for n in AU_NUMBERS)
 
 
-class UnbcFormatError(ValueError):
+class UnbcFormatError(UserError):
   """The user's UNBC copy is missing something or is laid out wrongly."""
 
 

@@ -91,10 +91,18 @@ def test_augmentation_costs_less_than_the_model(lowered, devices):
 
 def test_no_collective_reshuffles_the_batch(lowered):
   module = hlo.parse(lowered.compiled.as_text())
-  kinds = {c.kind for c in hlo.collectives(module, 4)}
-  # Pain and neutral rows interleave, so every pair stays on its chip:
-  # only the gradients are reduced.
-  assert kinds == {"all-reduce"}, kinds
+  found = hlo.collectives(module, 4)
+  # Pain and neutral rows interleave, so every pair stays on its chip: no
+  # all-to-all or collective-permute. Gradients are reduced; XLA may split
+  # a reduction into slices gathered back (weight-update sharding), which
+  # moves the trained LoRA slices (f32, at most one adapter stack per op),
+  # never an activation.
+  assert {c.kind for c in found} <= {"all-reduce", "all-gather"}
+  lora_stack = 2 * 3 * 64 * 8 * 4  # the largest: qkv B (2, 3*64, 8), f32
+  for c in found:
+    if c.kind == "all-gather":
+      assert c.shapes.startswith("f32[1,"), c.shapes
+      assert c.operand_bytes * c.group_size <= lora_stack, c.shapes
 
 
 def test_multislice_mesh_puts_only_data_across_slices():

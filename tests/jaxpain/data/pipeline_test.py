@@ -1,10 +1,8 @@
 """grain pipeline: shuffling, process rows, neutral pairing, padding, state."""
 
-import jax
 import numpy as np
 import pytest
 
-from jaxpain import sharding as shd
 from jaxpain.data import pipeline, sources, toy
 
 
@@ -12,13 +10,6 @@ from jaxpain.data import pipeline, sources, toy
 def train():
   src = toy.ToySource("train", num_identities=10, size=16)
   return src, sources.split_index(src)
-
-
-@pytest.fixture(scope="module")
-def sharding():
-  mesh = shd.create_mesh((1, 1, 1), ("data", "fsdp", "tensor"),
-                         jax.devices()[:1])
-  return shd.batch_sharding(mesh, ("data", "fsdp"))
 
 
 def _take(ds, n):

@@ -1,10 +1,13 @@
 """The CV runner and the evaluate command, end to end on fabricated data.
 
-Real trainer, real grain pipeline, real Orbax checkpoints, a tiny model and
-two training steps per fold: the point is that every stage runs and the
-table and reports are written, not that the model learns. The tests share
-one file (one pytest worker) and a persistent compilation cache in tmp, so
-later folds and commands reuse the first fold's compiled steps.
+Real trainer, real grain pipeline, real Orbax checkpoints, the trainer
+tests' small model with ViTPain's interface (TinyPain) and two training
+steps per fold: the point is that every stage runs and the table and
+reports are written, not that the model learns (ViTPain itself trains end
+to end in tests/jaxpain/train/cli_test.py and the main job's test; its
+imported weights are evaluated below). The session's persistent
+compilation cache lets later folds and commands reuse the first fold's
+compiled steps.
 """
 
 import json
@@ -19,6 +22,7 @@ from jaxpain.eval import __main__ as cli
 from jaxpain.eval import crossval, evaluate
 from jaxpain.models import vitpain
 from jaxpain.train import config as config_lib
+from tests.jaxpain.train import tiny_model  # noqa: F401  (registers 'tiny')
 from tfds_3dpain.unbc_mcmaster import fabricate, folds
 
 REPORT_FILES = ("metrics.json", "metrics.md", "scatter.png", "roc.png",
@@ -28,6 +32,7 @@ REPORT_FILES = ("metrics.json", "metrics.md", "scatter.png", "roc.png",
 def _tiny_config():
   c = config_lib.base_config()
   config_lib.apply_runlocal(c)
+  c.model.name = "tiny"  # the runner's wiring is under test, not ViTPain
   c.num_train_steps = 2
   c.checkpoint_every = 2
   c.eval_every = 2

@@ -24,9 +24,10 @@ args.add_argument("--num_processes", type=int, default=None)
 args.add_argument("--process_id", type=int, default=None)
 a = args.parse_args()
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           f" --xla_force_host_platform_device_count="
-                           f"{a.devices}")
+_COUNT = "--xla_force_host_platform_device_count"
+os.environ["XLA_FLAGS"] = " ".join(
+    [f for f in os.environ.get("XLA_FLAGS", "").split()
+     if not f.startswith(_COUNT)] + [f"{_COUNT}={a.devices}"])
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 if __name__ == "__main__":
@@ -68,4 +69,5 @@ if __name__ == "__main__":
 
   result = train_and_evaluate(config, a.workdir, hooks=[hook])
   print("RESULT", json.dumps({"status": result["status"],
-                              "origin": result["origin"]}))
+                              "origin": result["origin"],
+                              "torch_imported": "torch" in sys.modules}))

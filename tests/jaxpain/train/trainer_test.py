@@ -139,20 +139,51 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   assert np.all(np.isfinite(pred["pspi"]))
 
 
-def test_corrupt_checkpoint_is_reported_and_left_alone(teacher_dir, tmp_path):
-  workdir = str(tmp_path / "run")
-  shutil.copytree(teacher_dir, workdir)
-  step_dir = os.path.join(workdir, "checkpoints", "4", "state")
-  for root, _, files in os.walk(step_dir):
+def _damage(step_dir):
+  """Overwrites the array data of a checkpoint step with garbage."""
+  for root, _, files in os.walk(os.path.join(step_dir, "state")):
     for f in files:
       if "ocdbt" in root or f.startswith("d"):
         with open(os.path.join(root, f), "wb") as fh:
           fh.write(b"garbage")
-  good = os.path.join(workdir, "checkpoints", "2")
-  before = sorted(os.listdir(good))
-  with pytest.raises(ckpt_lib.CheckpointError, match="step 4"):
+
+
+def _tree(folder):
+  return {os.path.relpath(os.path.join(r, f), folder):
+          open(os.path.join(r, f), "rb").read()
+          for r, _, files in os.walk(folder) for f in files}
+
+
+def test_damaged_checkpoint_falls_back_to_the_last_good_step(
+    teacher_dir, tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(teacher_dir, workdir)
+  ckpts = os.path.join(workdir, "checkpoints")
+  _damage(os.path.join(ckpts, "4"))
+  damaged, good = _tree(os.path.join(ckpts, "4")), _tree(
+      os.path.join(ckpts, "2"))
+  with caplog.at_level("WARNING"):
+    result = train_and_evaluate(_short(tiny_config("teacher")), workdir)
+  assert result["origin"] == "resumed from step 2 (damaged step 4 set aside)"
+  assert result["status"] == "done" and result["step"] == 4
+  assert "checkpoint step 4 is damaged; set aside as" in caplog.text
+  assert _tree(os.path.join(ckpts, "4.damaged")) == damaged  # kept, renamed
+  assert _tree(os.path.join(ckpts, "2")) == good
+  assert ckpt_lib.Checkpointer(ckpts, read_only=True).all_steps() == [2, 4]
+
+
+def test_no_readable_checkpoint_is_reported_and_left_alone(teacher_dir,
+                                                           tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(teacher_dir, workdir)
+  ckpts = os.path.join(workdir, "checkpoints")
+  for step in ("2", "4"):
+    _damage(os.path.join(ckpts, step))
+  before = _tree(ckpts)
+  with pytest.raises(ckpt_lib.CheckpointError, match="step 4.*other steps: "
+                     r"\[2\]"):
     train_and_evaluate(_short(tiny_config("teacher")), workdir)
-  assert sorted(os.listdir(good)) == before
+  assert _tree(ckpts) == before
 
 
 @pytest.mark.parametrize("change, error, match", [

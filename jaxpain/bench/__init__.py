@@ -1,0 +1,1 @@
+"""Benchmarks: importable, tested logic behind the thin scripts/bench_*.py."""
