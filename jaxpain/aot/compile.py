@@ -163,7 +163,20 @@ def versions() -> dict[str, str]:
       out[name] = metadata.version(name)
     except metadata.PackageNotFoundError:
       out[name] = _libtpu_version() if name == "libtpu" else "n/a"
+  out["code"] = _git_commit()
   return out
+
+
+def _git_commit() -> str:
+  """The checkout's commit (a result says which model code it compiled)."""
+  import subprocess  # noqa: PLC0415
+
+  try:
+    return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True,
+                          timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "n/a"
 
 
 def _libtpu_version() -> str:
