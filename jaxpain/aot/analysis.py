@@ -5,9 +5,9 @@ Conventions (docs/benchmarks.md, "TPU ahead-of-time compile"):
   (donated state aliases its output).
 - FLOPs: XLA's `cost_analysis()`, plus what it leaves out: it counts a
   while-loop body once, so the scanned backbone's other `trips - 1`
-  iterations are added from our reading of the HLO (`hlo.flops`: matmul
+  iterations are added from our reading of the HLO (`hlo_cost.flops`: matmul
   FLOPs; checked against an unrolled program: 98% of XLA's count).
-- Bytes: HBM traffic from our reading of the HLO (`hlo.bytes_accessed`:
+- Bytes: HBM traffic from our reading of the HLO (`hlo_cost.bytes_accessed`:
   operands and results of top-level instructions in HBM, loops x trips).
   XLA's 'bytes accessed' also counts on-chip (VMEM) traffic: 4.5x the HBM
   figure for an unrolled 8-layer MLP; it is kept in the JSON for reference.
@@ -29,7 +29,7 @@ import dataclasses
 import math
 from typing import Any
 
-from jaxpain.aot import chips, hlo
+from jaxpain.aot import chips, hlo, hlo_cost
 
 
 def memory(compiled, chip: chips.Chip) -> dict[str, float]:
@@ -64,9 +64,9 @@ def loop_extra(module: hlo.Module) -> dict[str, float]:
   real = hlo.structure(module)
   once = hlo.structure(module, trips=False)
   return {
-      "flops": hlo.flops(module, real) - hlo.flops(module, once),
-      "hbm_bytes": hlo.bytes_accessed(module, real),
-      "hbm_bytes_once": hlo.bytes_accessed(module, once),
+      "flops": hlo_cost.flops(module, real) - hlo_cost.flops(module, once),
+      "hbm_bytes": hlo_cost.bytes_accessed(module, real),
+      "hbm_bytes_once": hlo_cost.bytes_accessed(module, once),
       "loops": sum(1 for c in module.computations.values() for i in c
                    if i.opcode == "while"),
       "unknown_trip_counts": real.unknown_loops,

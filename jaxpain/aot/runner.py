@@ -18,7 +18,7 @@ import re
 import time
 from typing import Any
 
-from jaxpain.aot import analysis, chips, hlo
+from jaxpain.aot import analysis, chips, hlo, hlo_cost
 from jaxpain.aot import compile as aot_compile
 
 
@@ -106,7 +106,7 @@ def augment_cost(config, devices, source_size: int) -> dict[str, float]:
   compiled = aot_compile.compile_augmentation(config, devices, source_size)
   module = hlo.parse(compiled.as_text())
   return dict(analysis.cost(compiled),
-              hbm_bytes=hlo.bytes_accessed(module))
+              hbm_bytes=hlo_cost.bytes_accessed(module))
 
 
 def _from_hlo(module: hlo.Module, mesh) -> dict[str, Any]:
