@@ -3,7 +3,7 @@
   python -m jaxpain.aot --config configs/baseline.py:variant=L/16 \\
       --topology v5p-128 --batch 512
   python -m jaxpain.aot sweep --out docs/aot      # the docs/benchmarks table
-  python -m jaxpain.aot table --out docs/aot      # print it again
+  python -m jaxpain.aot table --out docs/aot      # the tables again
 
 Thin on purpose: the logic is in jaxpain.aot.{compile,analysis,runner}.
 Results are cached as JSON under --out; a rerun reuses them (--force
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     if a.reanalyse:
       logging.info("re-read %d stored HLO files",
                    runner.reanalyse_all(a.out))
-    print(report.sweep_table(a.out))
+    print(report.sweep_table(a.out), report.cases_table(a.out), sep="\n\n")
     return 0
   if a.command == "sweep":
     sweep.run(a.out, a.variants.split(","),

@@ -165,3 +165,61 @@ def sweep_table(out_dir: str) -> str:
         f"({100 * x['share']:.1f}%) | {100 * x['mfu']:.0f}% | "
         f"{x['pairs_s']:,.0f} | {probe} |")
   return "\n".join(lines)
+
+
+def _cost_model_cell(r: dict[str, Any]) -> str:
+  roof = r["roofline"]
+  if roof["cost_model_s"] is None:
+    return "negative"
+  text = analysis.fmt_seconds(roof["cost_model_s"])
+  return text + " (loop bodies once)" if r["loop_extra"]["flops"] > 0 \
+      else text
+
+
+def _largest_cell(r: dict[str, Any], searches: dict) -> str:
+  """The largest global batch: a verified search, else predicted."""
+  found = searches.get((r["case"]["config"], r["case"]["topology"]))
+  if found and found.get("verified"):
+    return f"{found['batch']:,}"
+  shards = runner.batch_shards(r)
+  per_shard = r["case"]["batch"] // shards
+  best = runner.predict_per_shard(r["memory"], per_shard,
+                                  r["memory"]["hbm"])
+  return f"~{best * shards:,}" if best > 0 else "none"
+
+
+def cases_table(out_dir: str, kinds=("teacher", "distilled", "student")
+                ) -> str:
+  """Markdown: every compiled case that fits, at the batch it was compiled
+  with (docs/benchmarks.md §5). '~' marks a largest batch predicted from
+  that compile (peak HBM is affine in the batch); without '~' a compile at
+  that batch fitted."""
+  searches, cases = load_results(out_dir)
+  by_cell = {(s["config"], s["topology"]): s for s in searches}
+  order = {v: i for i, v in enumerate(("S/16", "B/16", "L/16", "g/14"))}
+  topo = {t: i for i, t in enumerate(chips.TOPOLOGIES)}
+  rows_ = sorted(
+      (r for r in cases.values() if r.get("memory") and r["kind"] in kinds),
+      key=lambda r: (kinds.index(r["kind"]), order.get(r["variant"], 9),
+                     topo.get(r["case"]["topology"], 99), r["sharding"],
+                     r["case"]["batch"]))
+  lines = ["| step | variant | rules | topology | mesh | global batch | "
+           "HBM per chip | largest batch | roofline step (bound) | "
+           "collectives (share) | MFU | pairs/s per chip | cost model | "
+           "code |", "|" + "---|" * 14]
+  g = analysis.gib
+  for r in rows_:
+    mem, roof = r["memory"], r["roofline"]
+    lines.append(
+        f"| {r['kind']} | {r['variant']} | {r['sharding']} | "
+        f"{r['case']['topology']} | "
+        f"{'x'.join(str(v) for v in r['mesh'].values())} | "
+        f"{r['case']['batch']:,} | {g(mem['peak']):.1f} of "
+        f"{g(mem['hbm']):.0f} GiB | {_largest_cell(r, by_cell)} | "
+        f"{analysis.fmt_seconds(roof['t_roofline'])} ({roof['bound'][:3]})"
+        f" | {analysis.fmt_seconds(roof['t_collectives'])} "
+        f"({100 * roof['collective_share']:.1f}%) | "
+        f"{100 * roof['mfu']:.0f}% | "
+        f"{roof['examples_per_s_per_chip']:.1f} | {_cost_model_cell(r)} | "
+        f"{r['versions'].get('code', 'pre-merge')} |")
+  return "\n".join(lines)

@@ -268,11 +268,8 @@ def largest_batch(config: str, topology: str, out_dir: str,
                           False), out_dir)
   best = 0
   if probe["fits"]:
-    mem = probe["memory"]
-    fixed = mem["peak"] - mem["temp"]
-    per_example = max(mem["temp"] / per_shard, 1.0)
-    best = int(min(max_per_shard, (0.97 * hbm - fixed) // per_example))
-    best = max(best, per_shard)
+    best = max(predict_per_shard(probe["memory"], per_shard, hbm,
+                                 max_per_shard), per_shard)
   predicted, result = best, probe
   while verify and best > per_shard:
     result = run_case(Case(config, topology, best * shards, source_size,
@@ -290,6 +287,24 @@ def largest_batch(config: str, topology: str, out_dir: str,
              "result": result["id"] if result and result["fits"] else None}
   _write(path, summary)
   return summary
+
+
+def predict_per_shard(mem: dict[str, float], per_shard: int, hbm: float,
+                      max_per_shard: int = 1024) -> int:
+  """Largest examples per batch shard that fit, from one compile.
+
+  Peak HBM is affine in the batch: a fixed part (state, code: peak -
+  temporaries) and temporaries per example; 3% of HBM is kept free.
+  """
+  fixed = mem["peak"] - mem["temp"]
+  per_example = max(mem["temp"] / per_shard, 1.0)
+  return int(min(max_per_shard, (0.97 * hbm - fixed) // per_example))
+
+
+def batch_shards(result: dict[str, Any]) -> int:
+  """How many ways a compiled case's batch is split (data x fsdp)."""
+  mesh = result["mesh"]
+  return mesh.get("data", 1) * mesh.get("fsdp", 1)
 
 
 def _search_id(config: str, topology: str) -> str:
