@@ -99,7 +99,9 @@ def collective_records(module: hlo.Module, devices: list
   """
   merged: dict[tuple, dict[str, Any]] = {}
   for c in hlo.collectives(module, len(devices)):
-    if c.groups:
+    if c.dcn_slices:  # one chip per slice, over DCN
+      slices, per_slice, dims = c.dcn_slices, 1, 0
+    elif c.groups:
       slices, per_slice, dims = _spans(c.groups[0], devices)
     else:
       slices, per_slice, dims = 1, c.group_size, 1

@@ -282,6 +282,7 @@ class Collective:
   runs: float  # executions per step (loop trip counts)
   computation: str
   shapes: str  # operand shapes, for the report
+  dcn_slices: int = 0  # > 0: a multi-slice (Megascale) transfer over DCN
 
 
 def _operand_arrays(instr: Instr, table: dict[str, Instr]) -> list:
@@ -346,6 +347,9 @@ def collectives(module: Module, num_devices: int,
       op = instr.opcode
       is_async = op.endswith("-start")
       base = op[:-len("-start")] if is_async else op
+      if base == "send" and _MEGASCALE.search(instr.attrs):
+        out.append(_megascale(instr, table, runs, comp))
+        continue
       if base not in COLLECTIVES:
         continue
       arrays = _operand_arrays(instr, table)
@@ -362,3 +366,25 @@ def collectives(module: Module, num_devices: int,
           comp, ", ".join(f"{d}{list(s)}" for d, s in arrays[:4])
           + (" ..." if len(arrays) > 4 else "")))
   return out
+
+
+# A multi-slice program is compiled per slice (num_partitions = chips per
+# slice): its DCN collectives are host-transfer send/recv pairs that the
+# Megascale runtime runs, e.g. _xla_megascale_transfer_type="ALL_REDUCE",
+# _xla_megascale_target="{1,2}x{0:255}" (slices x chips).
+_MEGASCALE = re.compile(r'_xla_megascale_transfer_type="(\w+)"')
+_MEGASCALE_TARGET = re.compile(r'_xla_megascale_target="\{([\d,]+)\}')
+
+
+def _megascale(instr: Instr, table: dict[str, Instr], runs: float,
+               comp: str) -> Collective:
+  """The DCN collective one Megascale send stands for (the recv is its
+  other half, not counted again)."""
+  kind = _MEGASCALE.search(instr.attrs).group(1).lower().replace("_", "-")
+  target = _MEGASCALE_TARGET.search(instr.attrs)
+  slices = len(target.group(1).split(",")) if target else 2
+  arrays = [a for a in _operand_arrays(instr, table) if a[0] != "token"]
+  return Collective(
+      kind, False, len(arrays), sum(array_bytes(d, s) for d, s in arrays),
+      None, slices, runs, comp,
+      ", ".join(f"{d}{list(s)}" for d, s in arrays[:4]), dcn_slices=slices)

@@ -114,3 +114,24 @@ def test_flops_and_bytes_count_every_iteration(module):
   ds = 2 * 64 * 64 * 4 + 4
   assert body_bytes < dot + ds + 3 * 16 * 64 * 4 + 1
   assert body_bytes > dot + ds
+
+
+MULTISLICE = """
+HloModule jit_step, num_partitions=4
+
+ENTRY %main (x: f32[4,128]) -> f32[4,128] {
+  %x = f32[4,128]{1,0} parameter(0)
+  %tok = token[] after-all()
+  %send = (f32[4,128]{1,0}, u32[], token[]) send(%x, %tok), channel_id=3, is_host_transfer=true, frontend_attributes={_xla_host_transfer_handler_name="xla_megascale_runtime",_xla_megascale_reduce_operation="SUM",_xla_megascale_target="{1,2}x{0:3}",_xla_megascale_transfer_type="ALL_REDUCE"}
+  %recv = (f32[4,128]{1,0}, u32[], token[]) recv(%tok), channel_id=2, is_host_transfer=true, frontend_attributes={_xla_megascale_target="{1,2}x{0:3}",_xla_megascale_transfer_type="ALL_REDUCE"}
+  ROOT %y = f32[4,128]{1,0} get-tuple-element(%recv), index=0
+}
+"""
+
+
+def test_dcn_collectives_of_a_multislice_program_are_found():
+  # Compiled per slice, its DCN all-reduce is a Megascale send/recv pair:
+  # counted once, over the 2 slices, with the bytes each chip sends.
+  found = hlo.collectives(hlo.parse(MULTISLICE), 4)
+  assert [(c.kind, c.dcn_slices, c.operand_bytes) for c in found] == [
+      ("all-reduce", 2, 4 * 128 * 4)]
