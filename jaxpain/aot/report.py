@@ -183,9 +183,12 @@ def _largest_cell(r: dict[str, Any], searches: dict) -> str:
     return f"{found['batch']:,}"
   shards = runner.batch_shards(r)
   per_shard = r["case"]["batch"] // shards
+  cap = 1024
   best = runner.predict_per_shard(r["memory"], per_shard,
-                                  r["memory"]["hbm"])
-  return f"~{best * shards:,}" if best > 0 else "none"
+                                  r["memory"]["hbm"], cap)
+  if best <= 0:
+    return "none"
+  return f"{'≥' if best == cap else '~'}{best * shards:,}"
 
 
 def cases_table(out_dir: str, kinds=("teacher", "distilled", "student")
