@@ -120,7 +120,12 @@ def create_mesh(
   slices = num_slices(devices)
   if slices == 1:
     shape = resolve_mesh_shape(shape, len(devices))
-    return jax.make_mesh(shape, tuple(axis_names), auto, devices=devices)
+    try:
+      return jax.make_mesh(shape, tuple(axis_names), auto, devices=devices)
+    except NotImplementedError:  # e.g. tensor=2 on a 4x4x4 torus
+      grid = mesh_utils.create_device_mesh(
+          shape, devices, allow_split_physical_axes=True)
+      return Mesh(grid, tuple(axis_names), axis_types=auto)
   if dcn_axis not in axis_names:
     raise ShardingError(
         f"mesh axes {tuple(axis_names)} have no {dcn_axis!r} axis to lay "
