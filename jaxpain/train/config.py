@@ -41,9 +41,13 @@ DEFAULT_RULES = (
 # 'tensor' axis of 4 chips (2 when the heads do not divide by 4).
 SHARDINGS = ("dp", "fsdp", "fsdp_tp")
 # The choice per model size, from the ahead-of-time TPU compile table
-# (docs/benchmarks.md, "TPU ahead-of-time compile": `python -m jaxpain.aot`).
+# (docs/benchmarks.md §5, `python -m jaxpain.aot`): on v5p-128 at 512 pairs
+# dp has the highest MFU for every size (only LoRA and head gradients
+# cross chips; fsdp gathers the frozen base in every block, fsdp_tp also
+# reshards activations). g/14 under dp needs ~1.7 GiB per pair per chip:
+# on 16 GiB v5e chips pass sharding=fsdp for more than ~6 pairs per chip.
 DEFAULT_SHARDING = {"S/16": "dp", "B/16": "dp", "L/16": "dp",
-                    "g/14": "fsdp"}
+                    "g/14": "dp"}
 
 
 def apply_sharding(c: ml_collections.ConfigDict, name: str | None = None
