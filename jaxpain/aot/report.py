@@ -191,18 +191,19 @@ def _largest_cell(r: dict[str, Any], searches: dict) -> str:
   return f"{'≥' if best == cap else '~'}{best * shards:,}"
 
 
-def cases_table(out_dir: str, kinds=("teacher", "distilled", "student")
-                ) -> str:
-  """Markdown: every compiled case that fits, at the batch it was compiled
-  with (docs/benchmarks.md §5). '~' marks a largest batch predicted from
-  that compile (peak HBM is affine in the batch); without '~' a compile at
-  that batch fitted."""
+def cases_table(out_dir: str, kinds=("teacher", "distilled", "student"),
+                where=None) -> str:
+  """Markdown: every compiled case that fits (and `where(result)`), at the
+  batch it was compiled with (docs/benchmarks.md §5). '~' marks a largest
+  batch predicted from that compile (peak HBM is affine in the batch),
+  '≥' one at the prediction's cap; bare, a compile at that batch fitted."""
   searches, cases = load_results(out_dir)
   by_cell = {(s["config"], s["topology"]): s for s in searches}
   order = {v: i for i, v in enumerate(("S/16", "B/16", "L/16", "g/14"))}
   topo = {t: i for i, t in enumerate(chips.TOPOLOGIES)}
   rows_ = sorted(
-      (r for r in cases.values() if r.get("memory") and r["kind"] in kinds),
+      (r for r in cases.values() if r.get("memory") and r["kind"] in kinds
+       and (where is None or where(r))),
       key=lambda r: (kinds.index(r["kind"]), order.get(r["variant"], 9),
                      topo.get(r["case"]["topology"], 99), r["sharding"],
                      r["case"]["batch"]))
