@@ -177,10 +177,11 @@ def _cost_model_cell(r: dict[str, Any]) -> str:
 
 
 def _largest_cell(r: dict[str, Any], searches: dict) -> str:
-  """The largest global batch: a verified search, else predicted."""
+  """The largest global batch: this compile when a search verified it
+  as the largest, else predicted from this compile."""
   found = searches.get((r["case"]["config"], r["case"]["topology"]))
-  if found and found.get("verified"):
-    return f"{found['batch']:,}"
+  if found and found.get("verified") and found.get("result") == r["id"]:
+    return f"{found['batch']:,}"  # this compile is the verified largest
   shards = runner.batch_shards(r)
   per_shard = r["case"]["batch"] // shards
   cap = 1024
