@@ -195,7 +195,7 @@ def _largest_cell(r: dict[str, Any], searches: dict) -> str:
 def cases_table(out_dir: str, kinds=("teacher", "distilled", "student"),
                 where=None) -> str:
   """Markdown: every compiled case that fits (and `where(result)`), at the
-  batch it was compiled with (docs/benchmarks.md §5). '~' marks a largest
+  batch it was compiled with (docs/benchmarks.md §6). '~' marks a largest
   batch predicted from that compile (peak HBM is affine in the batch),
   '≥' one at the prediction's cap; bare, a compile at that batch fitted."""
   searches, cases = load_results(out_dir)

@@ -41,7 +41,7 @@ DEFAULT_RULES = (
 # 'tensor' axis of 4 chips (2 when the heads do not divide by 4).
 SHARDINGS = ("dp", "fsdp", "fsdp_tp")
 # The choice per model size, from the ahead-of-time TPU compile table
-# (docs/benchmarks.md §5, `python -m jaxpain.aot`): on v5p-128 at 512 pairs
+# (docs/benchmarks.md §6, `python -m jaxpain.aot`): on v5p-128 at 512 pairs
 # dp has the highest MFU for every size (only LoRA and head gradients
 # cross chips; fsdp gathers the frozen base in every block, fsdp_tp also
 # reshards activations). g/14 under dp needs ~1.7 GiB per pair per chip:

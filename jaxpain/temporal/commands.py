@@ -1,0 +1,218 @@
+"""The commands of `python -m jaxpain.temporal` (see jaxpain.temporal.cli)
+and its argument parser.
+
+They live apart from the entry point so that the end-to-end job
+(jaxpain.temporal.job) can call them without importing the CLI that
+dispatches to it: imports point one way (cli -> job -> commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+
+import numpy as np
+
+from synth import sequences as sq
+
+DESCRIPTION = ("PainDiffusion in AU space: simulate, train, sample, "
+               "evaluate, job")
+
+
+class UsageError(ValueError):
+  """Bad command-line input: one line, status 2."""
+
+
+def load_config(spec: str):
+  """'configs/temporal.py:small,seed=1' -> the config."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise UsageError(f"config file {path} not found (e.g. "
+                     "configs/temporal.py:small)")
+  mod_spec = importlib.util.spec_from_file_location("temporal_config", path)
+  mod = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(mod)
+  try:
+    return mod.get_config(arg or None)
+  except ValueError as e:
+    raise UsageError(f"config {spec}: {e}") from None
+
+
+# ------------------------------------------------------------ commands ----
+
+
+def cmd_simulate(a) -> dict:
+  from jaxpain.temporal import data
+
+  c = load_config(a.config).simulate
+  counts = {"train": a.train or c.train, "val": c.val if a.val is None
+            else a.val, "test": a.test or c.test}
+  return data.simulate_splits(
+      a.out, c.seed if a.seed is None else a.seed, counts, c.programmes,
+      a.duration or c.duration_s, c.test_duration_s, progress=True)
+
+
+def cmd_train(a) -> dict:
+  from jaxpain.temporal import train
+
+  config = load_config(a.config)
+  if a.data:
+    config.data.dir = a.data
+  if not os.path.isdir(os.path.join(config.data.dir, "train")):
+    raise UsageError(f"no simulated data in {config.data.dir}; run "
+                     "`python -m jaxpain.temporal simulate --out DIR` and "
+                     "pass --data DIR")
+  return train.train(config, a.workdir)
+
+
+def _stimulus(a, subject):
+  if bool(a.stimulus) == bool(a.programme):
+    raise UsageError("give exactly one of --stimulus CSV or --programme "
+                     f"NAME ({', '.join(sq.PROGRAMMES)})")
+  if a.stimulus:
+    return sq.stimulus_from_csv(a.stimulus, a.column, a.unit)
+  if a.programme not in sq.PROGRAMMES:
+    raise UsageError(f"unknown programme {a.programme!r}; choose one of "
+                     f"{sq.PROGRAMMES}")
+  return sq.stimulus(a.programme, a.duration, a.seed, subject)
+
+
+def _emotion(text: str | None, default: int) -> int:
+  if text is None:
+    return default
+  if text.isdigit() and int(text) < len(sq.EMOTIONS):
+    return int(text)
+  names = {e.lower(): i for i, e in enumerate(sq.EMOTIONS)}
+  if text.lower() not in names:
+    raise UsageError(f"unknown emotion {text!r}; one of {sq.EMOTIONS}")
+  return names[text.lower()]
+
+
+def cmd_sample(a) -> dict:
+  from jaxpain.temporal import sampler, train
+
+  if not a.out.endswith(".csv"):
+    raise UsageError(f"--out must name a .csv file, got {a.out}")
+  subject = sq.sample_subject(a.seed, a.subject)
+  stim = _stimulus(a, subject)
+  expr = subject.expressiveness if a.expressiveness is None else float(
+      a.expressiveness)
+  emo = _emotion(a.emotion, subject.emotion)
+  net, scfg, info = train.load_model(a.workdir)
+  if a.guidance is not None:
+    w = tuple(float(x) for x in a.guidance.split(","))
+    if len(w) != 3:
+      raise UsageError("--guidance takes three weights: emotion,"
+                       "expressiveness,stimulus")
+    scfg = sampler.SamplerConfig.from_dict({**scfg.__dict__, "guidance": w})
+  n = a.streams
+  au = sampler.rollout(net, scfg, np.repeat(stim.drive[None], n, 0),
+                       np.full(n, expr), np.full(n, emo), seed=a.seed,
+                       progress=True)
+  write_csv(a.out, au, stim.drive)
+  out = {"csv": a.out, "frames": int(au.shape[1]), "streams": n,
+         "expressiveness": expr, "emotion": sq.EMOTIONS[emo],
+         "model_step": info["step"]}
+  if a.render:
+    out["frames_dir"] = render(au[0], a.render, a.subject, a.size)
+  return out
+
+
+def write_csv(path: str, au: np.ndarray, stimulus: np.ndarray) -> None:
+  """(S, T, K) AU streams -> CSV rows (stream, frame, time, stimulus,
+  AUs..., pspi); written to a temporary name, then renamed."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  pspi = sq.pspi(au)
+  with open(tmp, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["stream", "frame", "time", "stimulus", *sq.SEQ_AUS, "pspi"])
+    for s in range(au.shape[0]):
+      for t in range(au.shape[1]):
+        w.writerow([s, t, f"{t / sq.FPS:.2f}", f"{stimulus[t]:.4f}",
+                    *(f"{v:.4f}" for v in au[s, t]), f"{pspi[s, t]:.4f}"])
+  os.replace(tmp, path)
+
+
+def render(au: np.ndarray, out_dir: str, identity: int, size: int) -> str:
+  """Frames of one AU stream on the synth head (synth.sequences.clips)."""
+  try:
+    from synth.sequences import clips
+  except ImportError as e:
+    raise UsageError(f"--render needs synth.sequences.clips ({e}); it is "
+                     "not in this checkout") from None
+  from PIL import Image
+
+  frames = clips.render_clip(au, identity=identity, view=0, size=size)
+  os.makedirs(out_dir, exist_ok=True)
+  for t, img in enumerate(np.asarray(frames)):
+    Image.fromarray(img).save(os.path.join(out_dir, f"frame_{t:05d}.png"))
+  return out_dir
+
+
+def cmd_evaluate(a) -> dict:
+  from jaxpain.temporal import evaluate
+
+  dirs = {"diffusion forcing": a.workdir}
+  if a.full:
+    dirs["full-sequence"] = a.full
+  res = evaluate.run(dirs, a.data, a.samples, a.length, a.per_recording,
+                     a.seed, progress=True)
+  summary = evaluate.save(res, a.out)
+  return {"out": a.out, "metrics": summary["metrics"]}
+
+
+# -------------------------------------------------------------- parser ----
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m jaxpain.temporal",
+                              description=DESCRIPTION)
+  sub = p.add_subparsers(dest="command", required=True)
+  s = sub.add_parser("simulate", help="simulated recordings")
+  s.add_argument("--config", default="configs/temporal.py")
+  s.add_argument("--out", required=True)
+  s.add_argument("--seed", type=int, default=None)
+  s.add_argument("--train", type=int, default=None, help="subjects")
+  s.add_argument("--val", type=int, default=None)
+  s.add_argument("--test", type=int, default=None)
+  s.add_argument("--duration", type=float, default=None,
+                 help="seconds per training recording")
+  s = sub.add_parser("train", help="train or resume")
+  s.add_argument("--config", default="configs/temporal.py")
+  s.add_argument("--workdir", required=True)
+  s.add_argument("--data", default=None)
+  s = sub.add_parser("sample", help="AU(t)/PSPI(t) for a stimulus")
+  s.add_argument("--workdir", required=True)
+  s.add_argument("--stimulus", default=None, help="CSV file")
+  s.add_argument("--column", default=None)
+  s.add_argument("--unit", default="drive", choices=sorted(sq.UNIT_RANGES))
+  s.add_argument("--programme", default=None, choices=None)
+  s.add_argument("--duration", type=float, default=60.0)
+  s.add_argument("--subject", type=int, default=0,
+                 help="calibration, default traits and render identity")
+  s.add_argument("--expressiveness", type=float, default=None)
+  s.add_argument("--emotion", default=None)
+  s.add_argument("--guidance", default=None, help="w_emo,w_expr,w_stim")
+  s.add_argument("--streams", type=int, default=1)
+  s.add_argument("--seed", type=int, default=0)
+  s.add_argument("--out", required=True, help="AU CSV")
+  s.add_argument("--render", default=None, help="frames folder")
+  s.add_argument("--size", type=int, default=128)
+  s = sub.add_parser("evaluate", help="metrics vs baselines")
+  s.add_argument("--workdir", required=True)
+  s.add_argument("--full", default=None, help="full-sequence run")
+  s.add_argument("--data", required=True)
+  s.add_argument("--out", required=True)
+  s.add_argument("--samples", type=int, default=3)
+  s.add_argument("--length", type=int, default=400)
+  s.add_argument("--per_recording", type=int, default=1)
+  s.add_argument("--seed", type=int, default=0)
+  s = sub.add_parser("job", help="simulate -> ... -> render, >= 3 seeds")
+  s.add_argument("--out", default="runs/temporal_job")
+  s.add_argument("--seeds", default="0,1,2")
+  s.add_argument("--config", default="configs/temporal.py:small")
+  s.add_argument("--full_config", default="configs/temporal_fullseq.py:small")
+  return p
