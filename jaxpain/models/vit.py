@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxpain import sharding
 from jaxpain.models import attention, layers, lora, rope
 
 
@@ -43,6 +44,9 @@ VARIANTS: dict[str, Variant] = {
   'S/16': Variant(384, 12, 6, 1536),
   'B/16': Variant(768, 12, 12, 3072),
   'L/16': Variant(1024, 24, 16, 4096),
+  # ViT-g (Zhai et al. 2022, "Scaling Vision Transformers"): sizing only
+  # (TPU compile table); no DINOv3 weights exist at this size.
+  'g/14': Variant(1408, 40, 16, 6144),
 }
 
 TIMM_NAMES = {
@@ -263,7 +267,8 @@ class ViT(nnx.Module):
 
     Args:
       images: (B, H, W, C), already normalised.
-      groups: adapter index per consecutive batch group (static).
+      groups: adapter index per batch group (static); groups interleave:
+        row r uses groups[r % len(groups)] (lora._grouped).
       key: dropout key for the LoRA inputs; None = deterministic.
 
     Returns:
@@ -323,6 +328,9 @@ class ViT(nnx.Module):
     prefix = self.cfg.num_prefix
 
     def step(block, x, key):
-      return block(x, rope_tab, key, prefix=prefix, groups=groups)
+      # Block boundaries keep the batch layout (sharding.constrain_batch).
+      x = block(sharding.constrain_batch(x), rope_tab, key, prefix=prefix,
+                groups=groups)
+      return sharding.constrain_batch(x)
 
     return nnx.remat(step) if self.cfg.remat else step

@@ -3,10 +3,12 @@
 The pain image and the optional neutral reference of the same person go
 through encoders with *separate* LoRA adapters on the same frozen base. With
 `shared_base=True` that base is stored once and both images run in one
-batched pass (base GEMMs on 2B rows, each adapter on its half). Pain tokens
-then attend to neutral tokens (8 heads, residual, LayerNorm); the post
-cross-attention CLS feeds the PSPI and binary heads, the patch tokens the AU
-query head. Without a reference the raw tokens go to the heads.
+batched pass (base GEMMs on 2B rows, each adapter on its half; the rows
+interleave pain and neutral, so a sharded batch keeps its pairs on their
+device). Pain tokens then attend to neutral tokens (8 heads, residual,
+LayerNorm); the post cross-attention CLS feeds the PSPI and binary heads,
+the patch tokens the AU query head. Without a reference the raw tokens go
+to the heads.
 
 `official_compat=True` reproduces the released implementation (no RoPE, no
 registers in the token path, AU queries never trained); the default uses the
@@ -21,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxpain import sharding as shd
 from jaxpain.models import heads, layers, lora, vit
 from jaxpain.models.heads import AU_NAMES, PSPI_THRESHOLDS  # noqa: F401
 from jaxpain.models.layers import LOGICAL_AXES, logical_rules  # noqa: F401
@@ -216,8 +219,16 @@ class ViTPain(nnx.Module):
     if images.shape != neutral.shape:
       raise ValueError(f'neutral {neutral.shape} != images {images.shape}')
     if self.neutral_encoder is None:
-      both = enc(jnp.concatenate([images, neutral]), groups=(0, 1), key=key)
-      tp, tn = jnp.split(both, 2)
+      # Pair-interleaved rows [p0, n0, p1, n1, ...]: with the batch sharded
+      # along its rows every device keeps its own pairs, so the joint pass
+      # and the split after it are local reshapes, not the all-to-all and
+      # collective-permute a [pain; neutral] concatenation compiles to.
+      b = images.shape[0]
+      both = jnp.stack([images, neutral], axis=1)
+      both = shd.constrain_batch(both.reshape((2 * b,) + images.shape[1:]))
+      both = enc(both, groups=(0, 1), key=key)
+      both = both.reshape((b, 2) + both.shape[1:])
+      tp, tn = shd.constrain_batch(both[:, 0]), shd.constrain_batch(both[:, 1])
     else:
       tp = enc(images, groups=(0,), key=layers.fold(key, 0))
       tn = self.neutral_encoder(neutral, groups=(0,), key=layers.fold(key, 1))

@@ -34,6 +34,38 @@ DEFAULT_RULES = (
 )
 
 
+# Sharding presets: the mesh inside one TPU slice (across slices the 'data'
+# axis runs over DCN, jaxpain.sharding.create_mesh); the rules above apply
+# to all three. 'dp' replicates parameters, 'fsdp' splits them (and the
+# batch) over every chip, 'fsdp_tp' also splits heads and MLP over a
+# 'tensor' axis of 4 chips (2 when the heads do not divide by 4).
+SHARDINGS = ("dp", "fsdp", "fsdp_tp")
+# The choice per model size, from the ahead-of-time TPU compile table
+# (docs/benchmarks.md §6, `python -m jaxpain.aot`): on v5p-128 at 512 pairs
+# dp has the highest MFU for every size (only LoRA and head gradients
+# cross chips; fsdp gathers the frozen base in every block, fsdp_tp also
+# reshards activations). g/14 under dp needs ~1.7 GiB per pair per chip:
+# on 16 GiB v5e chips pass sharding=fsdp for more than ~6 pairs per chip.
+DEFAULT_SHARDING = {"S/16": "dp", "B/16": "dp", "L/16": "dp",
+                    "g/14": "dp"}
+
+
+def apply_sharding(c: ml_collections.ConfigDict, name: str | None = None
+                   ) -> None:
+  """Sets c.sharding and c.mesh.shape from a preset (default: per size)."""
+  from jaxpain.models import vit
+
+  name = name or DEFAULT_SHARDING.get(c.model.variant, "dp")
+  if name not in SHARDINGS:
+    raise ConfigError(f"config arg sharding={name!r}: pass one of "
+                      f"{', '.join(SHARDINGS)}")
+  heads = vit.decode_variant(c.model.variant).heads
+  tensor = 4 if heads % 4 == 0 else 2
+  c.sharding = name
+  c.mesh.shape = {"dp": (-1, 1, 1), "fsdp": (1, -1, 1),
+                  "fsdp_tp": (1, -1, tensor)}[name]
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Defaults: the released synthetic pretraining recipe (reference.md §B.2)."""
   c = ml_collections.ConfigDict()
@@ -143,8 +175,13 @@ def base_config() -> ml_collections.ConfigDict:
       checkpoint="best",  # for kind='checkpoint'
   ))
 
+  # Mesh per TPU slice (or host set). `sharding` names the preset that set
+  # it: configs/*.py get the default for their model size from apply_args
+  # (DEFAULT_SHARDING); `sharding=` / `mesh=` override it.
+  c.sharding = "dp"
   c.mesh = ml_collections.ConfigDict(dict(
-      shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")))
+      shape=(-1, 1, 1), axes=("data", "fsdp", "tensor"),
+      dcn_axis="data"))  # the axis laid across TPU slices (multi-slice)
   c.batch_axes = ("data", "fsdp")
   c.sharding_rules = DEFAULT_RULES
 
@@ -198,6 +235,7 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   steps=N             number of train steps
   batch=N             global batch size (also eval batch)
   workers=N           grain worker processes
+  sharding=fsdp       'dp' | 'fsdp' | 'fsdp_tp' (default: by variant)
   mesh=2.2.2          mesh shape ('.'-separated; one entry may be -1)
   teacher=DIR         teacher run workdir (student distillation)
   neutral=0|1         neutral reference on/off
@@ -210,7 +248,7 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   seed=N
   """
   known = {"runlocal", "steps", "batch", "mesh", "neutral", "seed",
-           "train_base", "init", "timm", "torch", *_SIMPLE_ARGS}
+           "sharding", "train_base", "init", "timm", "torch", *_SIMPLE_ARGS}
   for key in sorted(set(args) - known):
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -221,6 +259,10 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
   for key, (group, field, cast) in _SIMPLE_ARGS.items():
     if key in args:
       c[group][field] = _cast(key, args[key], cast)
+  if "variant" in args and "patch" not in args:
+    c.model.patch_size = _cast("variant", str(args["variant"]).split("/")[-1],
+                               int)
+  apply_sharding(c, args.get("sharding"))
   if "steps" in args:
     c.num_train_steps = _cast("steps", args["steps"], int)
   if "batch" in args:

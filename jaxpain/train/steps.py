@@ -28,7 +28,8 @@ from jaxpain.train import losses, model_lib
 from jaxpain.train.state import Teacher, TrainSetup
 
 
-def _aug_cfg(config) -> augment.AugmentConfig | None:
+def augment_config(config) -> augment.AugmentConfig | None:
+  """config.augment as the on-device augmentation's settings (None: off)."""
   if not config.augment.enabled:
     return None
   d = config.augment.to_dict()
@@ -68,7 +69,7 @@ def make_train_step(config: ml_collections.ConfigDict, setup: TrainSetup,
   Returns (new train state, metrics dict of scalars, replicated).
   """
   graphdef, tx = setup.parts.graphdef, setup.tx
-  aug = _aug_cfg(config)
+  aug = augment_config(config)
   weights = config.loss.to_dict()
   dcfg = config.distill.to_dict()
   seed = config.seed

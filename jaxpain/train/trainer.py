@@ -142,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # ------------------------------------------------------------- mesh -----
   # Everything that can be wrong with the config or the data is checked
   # before anything is written to the work folder.
-  mesh = shd.create_mesh(config.mesh.shape, config.mesh.axes)
+  mesh = shd.mesh_from_config(config)
   shd.check_batch(config.batch_size, mesh, config.batch_axes)
   shd.check_batch(config.eval_batch_size, mesh, config.batch_axes)
   batch_sh = shd.batch_sharding(mesh, config.batch_axes)

@@ -52,9 +52,11 @@ def test_merge_equals_unmerged_and_unmerge_is_exact():
 def test_shared_base_batched_pass_equals_two_separate_passes():
   m, enc = model(), encoder_fn()
   x, n = jnp.asarray(images(2, seed=2)), jnp.asarray(images(2, seed=3))
-  both = enc(m.encoder, jnp.concatenate([x, n]), (0, 1))
-  np.testing.assert_allclose(both[:2], enc(m.encoder, x, (0,)), atol=1e-5)
-  np.testing.assert_allclose(both[2:], enc(m.encoder, n, (1,)), atol=1e-5)
+  # Groups interleave: rows [x0, n0, x1, n1] (pairs stay on one device).
+  both = enc(m.encoder, jnp.stack([x, n], 1).reshape((4,) + x.shape[1:]),
+             (0, 1))
+  np.testing.assert_allclose(both[0::2], enc(m.encoder, x, (0,)), atol=1e-5)
+  np.testing.assert_allclose(both[1::2], enc(m.encoder, n, (1,)), atol=1e-5)
   # Same weights, two stored bases and two separate encoder calls.
   cfg = dataclasses.replace(m.cfg, shared_base=False)
   separate = convert.vitpain_from_checkpoint(cfg, convert.export_vitpain(m))
