@@ -163,12 +163,19 @@ class LoRADense(nnx.Module):
     return a.reshape(g, -1, r), b.reshape(g, r, -1)
 
   def _flat_call(self, x, groups, fn):
-    """fn on x as (G, rows, in) -> (G, rows, out), restored to x's shape."""
+    """fn on x as (G, rows, in) -> (G, rows, out), restored to x's shape.
+
+    The groups are interleaved as everywhere in this module (`_grouped`):
+    row r of the batch belongs to group r % G.
+    """
     n_in, g = len(self.in_shape), len(groups)
     lead = x.shape[:x.ndim - n_in]
-    if lead[0] % g:
-      raise ValueError(f'batch {lead[0]} does not split into {g} groups')
-    y = fn(x.reshape(g, -1, layers.prod(self.in_shape)))
+
+    def per_group(xg):  # (G, batch / G, *lead[1:], *in_shape)
+      y = fn(xg.reshape(g, -1, layers.prod(self.in_shape)))
+      return y.reshape(xg.shape[:xg.ndim - n_in] + (-1,))
+
+    y = _grouped(x, g, per_group)
     return y.reshape(*lead, *self.out_shape)
 
   def _kernel2d(self):
