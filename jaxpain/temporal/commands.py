@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 
 import numpy as np
@@ -26,16 +25,16 @@ class UsageError(ValueError):
 
 
 def load_config(spec: str):
-  """'configs/temporal.py:small,seed=1' -> the config."""
-  path, _, arg = spec.partition(":")
+  """'configs/temporal.py:small,seed=1' -> the config (the trainer's
+  loader, `jaxpain.train.config.load_config_file`, with this CLI's hint)."""
+  from jaxpain.train.config import load_config_file
+
+  path = spec.partition(":")[0]
   if not os.path.isfile(path):
     raise UsageError(f"config file {path} not found (e.g. "
                      "configs/temporal.py:small)")
-  mod_spec = importlib.util.spec_from_file_location("temporal_config", path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
   try:
-    return mod.get_config(arg or None)
+    return load_config_file(spec)
   except ValueError as e:
     raise UsageError(f"config {spec}: {e}") from None
 
