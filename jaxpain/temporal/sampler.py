@@ -63,6 +63,13 @@ class SamplerConfig:
   # (one branch, the conditional model).
   guidance: tuple[float, ...] | None = (0.25, 0.5, 1.0)
   replace_context: bool = False  # the full-sequence baseline (see above)
+  # Noise level at which the carried context is shown to the denoiser
+  # (0: exactly clean). The model was trained with an independent sigma
+  # per token, so a lightly noised context is in distribution; it keeps
+  # the stream from trusting its own past too much (errors then compound
+  # less) and leaves more of each chunk to the stimulus. The emitted
+  # frames are never noised. Ignored with replace_context.
+  context_sigma: float = 0.0
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> SamplerConfig:
@@ -122,11 +129,20 @@ def sample_window(model: PainDenoiser, scfg: SamplerConfig, context: int,
     x = x.at[:, :context].set(ctx_tokens)
   clean = x[:, :context]
   is_ctx = (jnp.arange(w) < context)[None, :, None]
+  ctx_sigma = 0.0 if scfg.replace_context else scfg.context_sigma
+  if context and ctx_sigma > 0:
+    # One draw per chunk: the context is held at this noisy value, and
+    # the denoiser is told its level, on every row.
+    k_ctx = jax.random.fold_in(k_init, 1)
+    clean = clean + ctx_sigma * jax.random.normal(k_ctx, clean.shape)
+    x = x.at[:, :context].set(clean)
 
   def row(x, inp):
     lv, lv_next, k = inp
     s, s_next = sig[lv], sig[lv_next]
     s_in = jnp.broadcast_to(jnp.maximum(s, scfg.sigma_min), (b, w))
+    if ctx_sigma > 0 and context:
+      s_in = jnp.where(is_ctx[..., 0], ctx_sigma, s_in)
     if scfg.replace_context and context:
       s_top = jnp.max(s)  # all new tokens share one level (u = 0)
       noisy = clean + s_top * jax.random.normal(k, clean.shape)

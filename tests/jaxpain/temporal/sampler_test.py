@@ -90,3 +90,21 @@ def test_full_sequence_mode_renoises_context(net):
   scfg = dataclasses.replace(SCFG, replace_context=True, uncertainty=0.0)
   out = _roll(net, scfg)
   assert out.shape == (2, 64, K) and np.isfinite(out).all()
+
+
+def test_context_sigma_noises_only_what_the_denoiser_sees(net):
+  scfg = dataclasses.replace(SCFG, context_sigma=0.3)
+  a, b = _roll(net, scfg, seed=3), _roll(net, scfg, seed=3)
+  np.testing.assert_array_equal(a, b)  # the context noise is seeded
+  assert np.abs(a - _roll(net, SCFG, seed=3)).max() > 1e-3
+  np.testing.assert_allclose(a[:, :8], CTX, atol=1e-5)  # GT context kept
+  assert a.min() >= 0.0 and np.all(a <= sq.AU_MAX + 1e-6)
+  # What a stream carries to its next chunk is the frames it emitted,
+  # never their noised copy.
+  st = sampler.Stream(net, scfg, [4.0], [5], seed=0)
+  st.start(_stim(1, st.first_frames))
+  emitted = st.step(_stim(1, st.new_frames))
+  c = SCFG.context * net.cfg.frames_per_token
+  carried = net.norm.au_from_model(tokens.from_tokens(
+      st.carry["context"], net.cfg.frames_per_token))
+  np.testing.assert_allclose(carried, emitted[:, -c:], atol=1e-5)
