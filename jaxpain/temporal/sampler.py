@@ -4,7 +4,8 @@ A stream's state between chunks is its last C generated tokens (clean
 context) and the stimulus look-back. One chunk:
 
   1. embed the conditions of the window once, for all guidance branches
-     [all, -emotion, -expressiveness, -stimulus] stacked along the batch;
+     [all, -emotion, -expressiveness, -stimulus], each stream's branches
+     next to it along the batch;
   2. start the new tokens at N(0, sigma_max^2);
   3. `lax.scan` over the rows of the constant pyramid matrix: per row one
      denoiser evaluation of the whole window (4B rows with guidance), the
@@ -79,24 +80,38 @@ class SamplerConfig:
     return cls(**d)
 
 
+def _per_stream(a, branches: int):
+  """(B, ...) -> (B * branches, ...), row b * branches + i = a[b].
+
+  Each stream's guidance branches sit next to it, so when the streams are
+  split over devices a stream and its branches stay on one device (a
+  branch-major concatenation would move rows between devices on every
+  evaluation: jaxpain.bench.temporal_tpu asserts there is no collective).
+  """
+  if branches == 1:
+    return a
+  return jnp.repeat(a, branches, axis=0)
+
+
 def _guided(model: PainDenoiser, x, sigma, cond, weights, branches: int):
-  """Leave-one-out guided D, clipped; x (B, W, F), cond (branches*B, ...)."""
+  """Leave-one-out guided D, clipped; x (B, W, F), cond (B*branches, ...)
+  stream-major (`_per_stream`)."""
   b = x.shape[0]
-  xs = jnp.concatenate([x] * branches) if branches > 1 else x
-  ss = jnp.concatenate([sigma] * branches) if branches > 1 else sigma
-  d = model.denoise(xs, ss, cond)
+  d = model.denoise(_per_stream(x, branches), _per_stream(sigma, branches),
+                    cond)
   if branches > 1:
-    d = d.reshape(branches, b, *d.shape[1:])
+    d = d.reshape(b, branches, *d.shape[1:])
     w = weights.astype(d.dtype)
-    d = (1.0 + w.sum()) * d[0] - jnp.einsum("i,ib...->b...", w, d[1:])
+    d = (1.0 + w.sum()) * d[:, 0] - jnp.einsum("i,bi...->b...", w, d[:, 1:])
   return model.bound(d)
 
 
 def _condition(model, stim, expr, emotion, branches: int):
   b = stim.shape[0]
-  drops = jnp.repeat(jnp.asarray(BRANCH_DROPS[:branches]), b, axis=0)
-  tile = lambda a: jnp.concatenate([a] * branches) if branches > 1 else a
-  return model.condition(tile(stim), tile(expr), tile(emotion), drops)
+  drops = jnp.tile(jnp.asarray(BRANCH_DROPS[:branches]), (b, 1))
+  return model.condition(_per_stream(stim, branches),
+                         _per_stream(expr, branches),
+                         _per_stream(emotion, branches), drops)
 
 
 def sample_window(model: PainDenoiser, scfg: SamplerConfig, context: int,
