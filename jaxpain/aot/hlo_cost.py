@@ -70,15 +70,30 @@ def _window(attrs: str) -> list[dict[str, list[int]]] | None:
 
 
 def _valid_taps(k: int, n_in: int, n_out: int, w: dict) -> float:
-  """Average number of kernel taps that hit real input, per output."""
+  """Average number of kernel taps that hit real input, per output.
+
+  Counted per tap (O(k)), not per (output, tap) pair: XLA writes some
+  reductions as convolutions whose window spans a whole batch axis
+  (65,536 x 65,536 taps would not fit in memory).
+  """
   pad_lo = w.get("pad", [0, 0])[0]
   stride = w.get("stride", [1])[0]
   lhs_dil = w.get("lhs_dilate", [1])[0]
   rhs_dil = w.get("rhs_dilate", [1])[0]
-  pos = (np.arange(n_out)[:, None] * stride
-         + np.arange(k)[None, :] * rhs_dil - pad_lo)
-  valid = (pos >= 0) & (pos <= (n_in - 1) * lhs_dil) & (pos % lhs_dil == 0)
-  return float(valid.sum()) / max(n_out, 1)
+  # Output i with tap j reads position i * stride + j * rhs_dil - pad_lo,
+  # which must be a real (not dilation-inserted) input element.
+  offset = np.arange(k, dtype=np.int64) * rhs_dil - pad_lo
+  top = (n_in - 1) * lhs_dil
+  if lhs_dil == 1:
+    lo = np.maximum(0, -(offset // stride))  # ceil(-offset / stride)
+    hi = np.minimum(n_out - 1, (top - offset) // stride)
+    return float(np.maximum(hi - lo + 1, 0).sum()) / max(n_out, 1)
+  total = 0
+  for i0 in range(0, n_out, 4096):  # chunks keep memory at 4096 x k
+    pos = (np.arange(i0, min(n_out, i0 + 4096))[:, None] * stride
+           + offset[None, :])
+    total += int(((pos >= 0) & (pos <= top) & (pos % lhs_dil == 0)).sum())
+  return float(total) / max(n_out, 1)
 
 
 def flops(module: Module, struct: Structure | None = None) -> float:

@@ -135,3 +135,28 @@ def test_dcn_collectives_of_a_multislice_program_are_found():
   found = hlo.collectives(hlo.parse(MULTISLICE), 4)
   assert [(c.kind, c.dcn_slices, c.operand_bytes) for c in found] == [
       ("all-reduce", 2, 4 * 128 * 4)]
+
+
+def test_valid_taps_match_a_direct_count():
+  import itertools
+
+  import numpy as np
+
+  from jaxpain.aot import hlo_cost
+
+  def direct(k, n_in, n_out, pad, stride, lhs_dil, rhs_dil):
+    pos = (np.arange(n_out)[:, None] * stride
+           + np.arange(k)[None, :] * rhs_dil - pad)
+    ok = (pos >= 0) & (pos <= (n_in - 1) * lhs_dil) & (pos % lhs_dil == 0)
+    return ok.sum() / n_out
+
+  for k, n_in, pad, stride, lhs_dil, rhs_dil in itertools.product(
+      (1, 3, 7), (5, 16), (0, 1, 3), (1, 2), (1, 2), (1, 2)):
+    n_out = max(1, ((n_in - 1) * lhs_dil + 1 + 2 * pad
+                    - (k - 1) * rhs_dil - 1) // stride + 1)
+    w = {"pad": [pad, pad], "stride": [stride], "lhs_dilate": [lhs_dil],
+         "rhs_dilate": [rhs_dil]}
+    assert hlo_cost._valid_taps(k, n_in, n_out, w) == pytest.approx(
+        direct(k, n_in, n_out, pad, stride, lhs_dil, rhs_dil))
+  # A window over a whole batch axis is counted without a k x n matrix.
+  assert hlo_cost._valid_taps(65536, 65536, 1, {}) == 65536
