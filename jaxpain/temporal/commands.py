@@ -18,6 +18,9 @@ from synth import sequences as sq
 
 DESCRIPTION = ("PainDiffusion in AU space: simulate, train, sample, "
                "evaluate, job")
+# First subject id of a tuning split (`simulate --tune`): far above any
+# train/val/test id, so tuning subjects are never trained or tested on.
+TUNE_FIRST_ID = 1000
 
 
 class UsageError(ValueError):
@@ -46,10 +49,21 @@ def cmd_simulate(a) -> dict:
   from jaxpain.temporal import data
 
   c = load_config(a.config).simulate
+  seed = c.seed if a.seed is None else a.seed
+  if a.tune:
+    # Held-out subjects for choosing sampler settings, so that the test
+    # split is scored once, with settings chosen elsewhere.
+    first = TUNE_FIRST_ID
+    if first < c.train + c.val + c.test:
+      raise UsageError(f"tuning ids from {first} would overlap the "
+                       f"{c.train + c.val + c.test} training/val/test ids")
+    return {"tune": data.simulate_split(
+        os.path.join(a.out, "tune"), seed, range(first, first + a.tune),
+        c.programmes, c.test_duration_s, progress=True)}
   counts = {"train": a.train or c.train, "val": c.val if a.val is None
             else a.val, "test": a.test or c.test}
   return data.simulate_splits(
-      a.out, c.seed if a.seed is None else a.seed, counts, c.programmes,
+      a.out, seed, counts, c.programmes,
       a.duration or c.duration_s, c.test_duration_s, progress=True)
 
 
@@ -157,8 +171,14 @@ def cmd_evaluate(a) -> dict:
   dirs = {"diffusion forcing": a.workdir}
   if a.full:
     dirs["full-sequence"] = a.full
+  knobs = {}
+  if a.context_sigma is not None:
+    knobs["context_sigma"] = a.context_sigma
+  if a.guidance is not None:
+    knobs["guidance"] = tuple(float(w) for w in a.guidance.split(","))
   res = evaluate.run(dirs, a.data, a.samples, a.length, a.per_recording,
-                     a.seed, progress=True)
+                     a.seed, progress=True, split=a.split,
+                     sampler_overrides=knobs)
   summary = evaluate.save(res, a.out)
   return {"out": a.out, "metrics": summary["metrics"]}
 
@@ -179,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
   s.add_argument("--test", type=int, default=None)
   s.add_argument("--duration", type=float, default=None,
                  help="seconds per training recording")
+  s.add_argument("--tune", type=int, default=0,
+                 help=f"write ONLY a tuning split of this many subjects "
+                 f"(ids from {TUNE_FIRST_ID}) beside the existing splits")
   s = sub.add_parser("train", help="train or resume")
   s.add_argument("--config", default="configs/temporal.py")
   s.add_argument("--workdir", required=True)
@@ -209,6 +232,11 @@ def parser() -> argparse.ArgumentParser:
   s.add_argument("--length", type=int, default=400)
   s.add_argument("--per_recording", type=int, default=1)
   s.add_argument("--seed", type=int, default=0)
+  s.add_argument("--split", default="test", help="test | tune | val")
+  s.add_argument("--context_sigma", type=float, default=None,
+                 help="override the trained runs' sampler setting")
+  s.add_argument("--guidance", default=None,
+                 help="w_emo,w_expr,w_stim for every model scored")
   s = sub.add_parser("job", help="simulate -> ... -> render, >= 3 seeds")
   s.add_argument("--out", default="runs/temporal_job")
   s.add_argument("--seeds", default="0,1,2")

@@ -92,7 +92,8 @@ def score(gen: np.ndarray, seg: Mapping, context_frames: int
 
 def run(model_dirs: Mapping[str, str], data_dir: str, samples: int = 3,
         length: int = 400, per_recording: int = 1, seed: int = 0,
-        progress: bool = False) -> dict:
+        progress: bool = False, split: str = "test",
+        sampler_overrides: Mapping | None = None) -> dict:
   """Scores every model in `model_dirs` and the baselines.
 
   Args:
@@ -102,6 +103,10 @@ def run(model_dirs: Mapping[str, str], data_dir: str, samples: int = 3,
     length: T frames per segment (the original: 640, scored on 608).
     per_recording: segments per test recording.
     seed: sampling seed.
+    split: the recordings scored: 'test', or 'tune' (`simulate --tune`)
+      where sampler settings are chosen.
+    sampler_overrides: SamplerConfig fields replacing every model's
+      trained settings (e.g. {'context_sigma': 0.1}).
 
   Returns:
     {'metrics': {method: {metric: value}}, 'reference': ground truth's
@@ -109,11 +114,12 @@ def run(model_dirs: Mapping[str, str], data_dir: str, samples: int = 3,
     'context_frames': C * fs}.
   """
   train = data_lib.load_split(os.path.join(data_dir, "train"))
-  test = data_lib.load_split(os.path.join(data_dir, "test"))
+  test = data_lib.load_split(os.path.join(data_dir, split))
   seg = segments(test, length, per_recording)
   gens, ctx = {}, None
   for name, wd in model_dirs.items():
     net, scfg, _ = train_lib.load_model(wd)
+    scfg = dataclasses.replace(scfg, **dict(sampler_overrides or {}))
     c = scfg.context * net.cfg.frames_per_token
     if ctx is not None and c != ctx:
       raise ValueError(f"{name}: context of {c} frames, others {ctx}")

@@ -25,6 +25,24 @@ def test_simulate_writes_disjoint_splits(tmp_path, capsys):
   assert au.shape == (2, 1000, sq.NUM_AUS)
 
 
+def test_simulate_tune_adds_a_disjoint_split_and_touches_nothing_else(
+    tmp_path, capsys):
+  out = str(tmp_path / "data")
+  assert cli.main(["simulate", "--config", RUNLOCAL, "--out", out]) == 0
+  capsys.readouterr()
+  before = {s: np.load(os.path.join(out, s, "au.npy"))
+            for s in ("train", "val", "test")}
+  assert cli.main(["simulate", "--config", RUNLOCAL, "--out", out,
+                   "--tune", "2"]) == 0
+  meta = json.loads(capsys.readouterr().out)
+  assert set(meta) == {"tune"}
+  assert meta["tune"]["subject_ids"] == [1000, 1001]
+  for split, au in before.items():
+    np.testing.assert_array_equal(
+        np.load(os.path.join(out, split, "au.npy")), au)
+  assert np.load(os.path.join(out, "tune", "au.npy")).shape[0] == 2
+
+
 def _read(path):
   with open(path) as f:
     rows = list(csv.DictReader(f))
@@ -70,6 +88,29 @@ def test_evaluate_scores_model_and_baselines(tiny_run, tiny_data, tmp_path,
   assert m["simulator, new noise"]["PainSim"] < m["random"]["PainSim"]
   assert all(np.isfinite(v["PainSim"]) for v in m.values())
   assert os.path.isfile(os.path.join(out, "segment_0.png"))
+
+
+def test_evaluate_on_the_tuning_split_with_a_sampler_override(
+    tiny_run, tiny_data, tmp_path, capsys):
+  import shutil
+
+  data = str(tmp_path / "data")
+  shutil.copytree(tiny_data, data)
+  assert cli.main(["simulate", "--config", RUNLOCAL, "--out", data,
+                   "--tune", "2"]) == 0
+  scores = []
+  for extra in ([], ["--context_sigma", "0.5"]):
+    out = str(tmp_path / f"tune{len(extra)}")
+    assert cli.main(["evaluate", "--workdir", tiny_run[0], "--data", data,
+                     "--out", out, "--samples", "2", "--length", "200",
+                     "--split", "tune"] + extra) == 0
+    with open(os.path.join(out, "metrics.json")) as f:
+      scores.append(json.load(f))
+  assert scores[0]["segments"] == 2  # the two tuning subjects
+  ours = [s["metrics"]["diffusion forcing"] for s in scores]
+  assert ours[0]["PainDist"] != ours[1]["PainDist"]  # the override acts
+  # ... on the model only: the baselines score the same segments alike.
+  assert (scores[0]["metrics"]["nearest"] == scores[1]["metrics"]["nearest"])
 
 
 @pytest.mark.parametrize("argv, words", [
