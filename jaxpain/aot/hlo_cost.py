@@ -84,16 +84,21 @@ def _valid_taps(k: int, n_in: int, n_out: int, w: dict) -> float:
   # which must be a real (not dilation-inserted) input element.
   offset = np.arange(k, dtype=np.int64) * rhs_dil - pad_lo
   top = (n_in - 1) * lhs_dil
+  lo = np.maximum(0, -(offset // stride))  # ceil(-offset / stride)
+  hi = np.minimum(n_out - 1, (top - offset) // stride)
   if lhs_dil == 1:
-    lo = np.maximum(0, -(offset // stride))  # ceil(-offset / stride)
-    hi = np.minimum(n_out - 1, (top - offset) // stride)
     return float(np.maximum(hi - lo + 1, 0).sum()) / max(n_out, 1)
-  total = 0
-  for i0 in range(0, n_out, 4096):  # chunks keep memory at 4096 x k
-    pos = (np.arange(i0, min(n_out, i0 + 4096))[:, None] * stride
-           + offset[None, :])
-    total += int(((pos >= 0) & (pos <= top) & (pos % lhs_dil == 0)).sum())
-  return float(total) / max(n_out, 1)
+  # Dilated input: also i * stride + offset = 0 (mod lhs_dil), which holds
+  # for one residue of i modulo m = lhs_dil / g (g = gcd), and only where
+  # g divides the offset.
+  g = math.gcd(stride, lhs_dil)
+  m = lhs_dil // g
+  solvable = offset % g == 0
+  inverse = pow(stride // g, -1, m) if m > 1 else 0
+  first = ((-(offset // g)) * inverse) % m  # the residue of i
+  count = (hi - first) // m - (lo - 1 - first) // m
+  count = np.where(solvable & (hi >= lo), count, 0)
+  return float(count.sum()) / max(n_out, 1)
 
 
 def flops(module: Module, struct: Structure | None = None) -> float:

@@ -151,7 +151,7 @@ def test_valid_taps_match_a_direct_count():
     return ok.sum() / n_out
 
   for k, n_in, pad, stride, lhs_dil, rhs_dil in itertools.product(
-      (1, 3, 7), (5, 16), (0, 1, 3), (1, 2), (1, 2), (1, 2)):
+      (1, 3, 7), (5, 16), (0, 1, 3), (1, 2, 3), (1, 2, 3, 4), (1, 2)):
     n_out = max(1, ((n_in - 1) * lhs_dil + 1 + 2 * pad
                     - (k - 1) * rhs_dil - 1) // stride + 1)
     w = {"pad": [pad, pad], "stride": [stride], "lhs_dilate": [lhs_dil],
@@ -160,3 +160,5 @@ def test_valid_taps_match_a_direct_count():
         direct(k, n_in, n_out, pad, stride, lhs_dil, rhs_dil))
   # A window over a whole batch axis is counted without a k x n matrix.
   assert hlo_cost._valid_taps(65536, 65536, 1, {}) == 65536
+  assert hlo_cost._valid_taps(65536, 65536, 65536, {"lhs_dilate": [2],
+                                                    "pad": [65535, 0]}) > 0
