@@ -162,8 +162,15 @@ def main(argv=None) -> dict:
   p.add_argument("--dtype", default="bfloat16")
   p.add_argument("--out", default="runs/bench_temporal_tpu")
   a = p.parse_args(argv)
-  res = run(a.topology, [int(s) for s in a.streams.split(",")], a.variant,
-            a.dtype)
+  from jaxpain.aot import chips
+
+  try:
+    streams = [int(s) for s in a.streams.split(",")]
+    if min(streams) < 1:
+      raise ValueError(f"--streams must be positive integers, got {a.streams}")
+    res = run(a.topology, streams, a.variant, a.dtype)
+  except (chips.TopologyError, ValueError, KeyError) as e:
+    p.exit(2, f"error: {e}\n")
   os.makedirs(a.out, exist_ok=True)
   path = os.path.join(a.out, f"temporal_tpu_{a.topology}_{a.variant}.json")
   with open(path, "w") as f:

@@ -103,6 +103,19 @@ def _emotion(text: str | None, default: int) -> int:
   return names[text.lower()]
 
 
+def parse_guidance(text: str) -> tuple[float, float, float]:
+  """'w_emo,w_expr,w_stim' -> three floats (--guidance of sample and
+  evaluate)."""
+  try:
+    w = tuple(float(x) for x in text.split(","))
+  except ValueError:
+    w = ()
+  if len(w) != 3:
+    raise UsageError(f"--guidance takes three weights: emotion,"
+                     f"expressiveness,stimulus; got {text!r}")
+  return w
+
+
 def cmd_sample(a) -> dict:
   from jaxpain.temporal import sampler, train
 
@@ -115,11 +128,8 @@ def cmd_sample(a) -> dict:
   emo = _emotion(a.emotion, subject.emotion)
   net, scfg, info = train.load_model(a.workdir)
   if a.guidance is not None:
-    w = tuple(float(x) for x in a.guidance.split(","))
-    if len(w) != 3:
-      raise UsageError("--guidance takes three weights: emotion,"
-                       "expressiveness,stimulus")
-    scfg = sampler.SamplerConfig.from_dict({**scfg.__dict__, "guidance": w})
+    scfg = sampler.SamplerConfig.from_dict(
+        {**scfg.__dict__, "guidance": parse_guidance(a.guidance)})
   n = a.streams
   au = sampler.rollout(net, scfg, np.repeat(stim.drive[None], n, 0),
                        np.full(n, expr), np.full(n, emo), seed=a.seed,
@@ -173,9 +183,11 @@ def cmd_evaluate(a) -> dict:
     dirs["full-sequence"] = a.full
   knobs = {}
   if a.context_sigma is not None:
+    if not a.context_sigma >= 0:
+      raise UsageError(f"--context_sigma must be >= 0, got {a.context_sigma}")
     knobs["context_sigma"] = a.context_sigma
   if a.guidance is not None:
-    knobs["guidance"] = tuple(float(w) for w in a.guidance.split(","))
+    knobs["guidance"] = parse_guidance(a.guidance)
   res = evaluate.run(dirs, a.data, a.samples, a.length, a.per_recording,
                      a.seed, progress=True, split=a.split,
                      sampler_overrides=knobs)

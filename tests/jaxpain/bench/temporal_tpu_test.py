@@ -47,3 +47,20 @@ def test_streams_are_independent_no_collective():
   compiled, _ = temporal_tpu.compile_chunk(net, scfg, devices, 8)
   module = hlo.parse(compiled.as_text())
   assert analysis.collective_records(module, devices) == []
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--topology", "v9x-4"], "unknown topology"),
+    (["--streams", "0,8"], "positive"),
+    (["--streams", "eight"], "invalid literal"),
+    (["--variant", "huge", "--streams", "2"], "huge"),
+])
+def test_bad_input_is_one_line_and_status_2(argv, words, tmp_path, capsys):
+  from jaxpain.bench import temporal_tpu
+
+  with pytest.raises(SystemExit) as e:
+    temporal_tpu.main(argv + ["--out", str(tmp_path / "out")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and words in err[0], err
+  assert not (tmp_path / "out").exists()

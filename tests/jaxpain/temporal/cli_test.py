@@ -122,6 +122,12 @@ def test_evaluate_on_the_tuning_split_with_a_sampler_override(
      "no simulated data"),
     (["evaluate", "--workdir", "NORUN", "--data", "NODATA", "--out", "R"],
      "not a simulated split"),
+    (["evaluate", "--workdir", "WD", "--data", "NODATA", "--out", "R",
+      "--guidance", "1,2"], "three weights"),
+    (["evaluate", "--workdir", "WD", "--data", "NODATA", "--out", "R",
+      "--context_sigma", "-0.1"], "must be >= 0"),
+    (["sample", "--workdir", "WD", "--programme", "step", "--out", "x.csv",
+      "--guidance", "a,b,c"], "three weights"),
     (["train", "--config", "configs/temporal.py:bogus=1", "--workdir",
       "WORK"], "unknown config args"),
 ])
