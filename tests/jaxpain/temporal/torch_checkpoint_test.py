@@ -211,12 +211,13 @@ class _Rebuild:
       _PID, *self.args, False, collections.OrderedDict())
 
 
-def _crafted_tensor(path, offset, size, stride, numel=4, nbytes=16):
+def _crafted_tensor(path, offset, size, stride, numel=4, nbytes=16,
+                    location='cpu'):
   """A torch zip with one float32 tensor over a storage of `numel`."""
   class Pickler(pickle.Pickler):
     def persistent_id(self, obj):
       if obj is _PID:
-        return ('storage', torch.FloatStorage, '0', 'cpu', numel)
+        return ('storage', torch.FloatStorage, '0', location, numel)
       return None
 
   buf = io.BytesIO()
@@ -225,8 +226,9 @@ def _crafted_tensor(path, offset, size, stride, numel=4, nbytes=16):
 
 
 def test_crafted_views_are_bounded(tmp_path):
-  ok = tc.read_torch_file(_crafted_tensor(tmp_path / 'a.pt', 1, (3,), (1,)))
-  assert ok['t'].shape == (3,)
+  ok = tc.read_torch_file(_crafted_tensor(  # the device is irrelevant
+    tmp_path / 'a.pt', 1, (3,), (1,), location='cuda:0'))
+  assert ok['t'].shape == (3,) and ok['t'].dtype == np.float32
   with pytest.raises(tc.CheckpointError, match='reads past its storage'):
     tc.read_torch_file(_crafted_tensor(tmp_path / 'b.pt', 0, (2, 3), (3, 1)))
   with pytest.raises(tc.CheckpointError, match='max_bytes'):  # stride 0
