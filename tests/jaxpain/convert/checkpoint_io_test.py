@@ -39,12 +39,13 @@ def test_missing_and_foreign_files_are_rejected(tmp_path):
     convert.read_state_dict(tmp_path / 'nope.ckpt')
   junk = tmp_path / 'junk.ckpt'
   junk.write_bytes(b'definitely not a checkpoint' * 10)
-  with pytest.raises(CheckpointError, match='neither safetensors'):
+  with pytest.raises(CheckpointError,
+                     match='neither a torch zip checkpoint nor a safetensors'):
     convert.read_state_dict(junk)
   other_zip = tmp_path / 'other.pt'
   with zipfile.ZipFile(other_zip, 'w') as z:
     z.writestr('readme.txt', 'hello')
-  with pytest.raises(CheckpointError, match='not a torch checkpoint'):
+  with pytest.raises(CheckpointError, match='not a torch.save file'):
     convert.read_state_dict(other_zip)
 
 
@@ -58,6 +59,21 @@ def test_truncated_safetensors_is_rejected(tmp_path):
   path.write_bytes(b'\xff' * 8 + data[8:])
   with pytest.raises(CheckpointError, match='header'):
     convert.read_state_dict(path)
+
+
+def test_format_is_told_by_content_not_name(tmp_path):
+  state = {'w': np.arange(4, dtype=np.float32)}
+  safetensors_named_pt = tmp_path / 'weights.pt'
+  convert.write_state_dict(state, tmp_path / 'x.safetensors')
+  os.replace(tmp_path / 'x.safetensors', safetensors_named_pt)
+  np.testing.assert_array_equal(
+    convert.read_state_dict(safetensors_named_pt)['w'], state['w'])
+  pytest.importorskip('torch')
+  zip_named_safetensors = tmp_path / 'model.safetensors'
+  convert.write_state_dict(state, tmp_path / 'x.ckpt')
+  os.replace(tmp_path / 'x.ckpt', zip_named_safetensors)
+  np.testing.assert_array_equal(
+    convert.read_state_dict(zip_named_safetensors)['w'], state['w'])
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
