@@ -140,14 +140,10 @@ class Opaque(metaclass=_FrozenClass):
   def __setitem__(self, key, value):  # SETITEMS on a dict subclass
     del key, value
 
-  def append(self, item):  # APPEND(S) on a list subclass
+  def append(self, item):  # APPEND(S), ADDITEMS on a list/set subclass
     del item
 
-  def add(self, item):  # ADDITEMS on a set subclass
-    del item
-
-  def extend(self, items):
-    del items
+  add = extend = append
 
   def __repr__(self):
     return f'<opaque {self.name}>'
@@ -316,7 +312,8 @@ def file_format(path: str | os.PathLike) -> str:
     raise CheckpointError(f'{path}: is a directory, not a checkpoint file; '
                           'give the file inside it')
   if not os.path.lexists(path):
-    raise CheckpointError(f'{path}: no such file; check the path')
+    raise CheckpointError(f'{path}: cannot be read (no such file); check '
+                          'the path')
   try:
     with open(path, 'rb') as f:
       head = f.read(9)
