@@ -202,15 +202,18 @@ def test_flame_vector_round_trip():
 
 
 def test_rollout_streams_the_released_model(released):
-  """Our sampler runs the released network: context kept exactly, later
-  frames follow the stimulus, a seed reproduces."""
+  """Our sampler runs the released network: a first window, then chunks;
+  given context is kept exactly; later frames follow the stimulus; a seed
+  reproduces."""
   model = released[2]
   scfg = stream.sampler_config(model, num_levels=3)
   assert (scfg.context, scfg.uncertainty, scfg.guidance) == (
       2, 4.0, (0.25, 0.5, 1.0))
   g = np.random.default_rng(0)
-  t = 30  # a first window of 16 frames (8 of them context), then 2 chunks
+  t = 30  # a window of 16 frames, then 2 chunks of 8 (the last cut to 6)
   stim = 32 + 10 * g.random((B, t))
+  fresh = stream.rollout(model, scfg, stim, [8.0, 9.0], [4.0, 5.0], seed=0)
+  assert fresh.shape == (B, t, 103) and np.isfinite(fresh).all()
   ctx = (0.01 * g.normal(size=(B, 2 * FS, 103))).astype(np.float32)
   run = lambda s: stream.rollout(model, scfg, s, [8.0, 9.0],  # noqa: E731
                                  [4.0, 5.0], seed=0, context_frames=ctx)
