@@ -18,6 +18,7 @@ and mis-shaped keys. Nothing is half-loaded.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,15 +139,23 @@ def load_released(path, latent_width: int | None = None
     parameter count ('params').
 
   Raises:
-    CheckpointError / ValueError: unreadable file, unsupported config, or
-      a state_dict that does not fit (one message naming the keys).
+    CheckpointError: (a ValueError) unreadable file, unsupported config,
+      or a state_dict that does not fit; one line naming the file and the
+      keys.
   """
-  from jaxpain.temporal.torch_checkpoint import load_paindiffusion_checkpoint
+  from jaxpain.temporal.torch_checkpoint import (
+      CheckpointError,
+      load_paindiffusion_checkpoint,
+  )
 
   state_dict, conf = load_paindiffusion_checkpoint(path)
   kw = {} if latent_width is None else {"latent_width": latent_width}
-  cfg = ReleasedConfig.from_released(conf, **kw)
-  model = from_state_dict(cfg, state_dict)
+  try:
+    cfg = ReleasedConfig.from_released(conf, **kw)
+    model = from_state_dict(cfg, state_dict)
+  except ValueError as e:
+    raise CheckpointError(f"{os.fspath(path)}: {e}; is it the PainDiffusion "
+                          "release (a video model)?") from None
   info = {"config": cfg, "yaml": conf,
           "ignored": sorted(ignored_keys(model)),
           "params": num_params(model)}
