@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxpain.temporal import commands, evaluate, report
+from jaxpain.temporal import commands, evaluate, paired, report
 from jaxpain.temporal import data as data_lib
 from jaxpain.temporal import train as train_lib
 from synth import sequences as sq
@@ -68,7 +68,20 @@ def run_seed(out: str, seed: int, spec: str, full_spec: str,
   summary["train_cpu_s"] = cpu
   with open(os.path.join(root, "eval", "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
+  summary["per_segment"] = _per_segment(res, os.path.join(root, "eval"))
   return summary
+
+
+def _per_segment(res: dict, eval_dir: str) -> dict[str, dict]:
+  """Every method's per-segment scores (after the context), also saved
+  as eval/per_segment.npz ('method/metric' arrays)."""
+  c = res["context_frames"]
+  gt = res["segments"]["au"][:, c:]
+  out = {name: paired.per_segment(g[:, :, c:], gt)
+         for name, g in res["generated"].items()}
+  np.savez(os.path.join(eval_dir, "per_segment.npz"),
+           **{f"{k}/{m}": v for k, ms in out.items() for m, v in ms.items()})
+  return out
 
 
 def _sample_and_render(out: str, seed: int) -> dict:
@@ -118,9 +131,11 @@ def run(out: str, seeds: Sequence[int], spec: str = "configs/temporal.py:"
   agg = report.aggregate([s["metrics"] for s in per_seed])
   ref = report.aggregate([{"gt": s["reference"]} for s in per_seed])["gt"]
   bars = report.plot_metrics(agg, os.path.join(out, "metrics.png"))
+  comparison = paired.compare([s["per_segment"] for s in per_seed], OURS)
   result = {"seeds": list(seeds), "metrics": agg,
             "reference": {k: v[0] for k, v in ref.items()},
-            "wins_corr_and_sim": wins(per_seed), "sample": sample,
+            "wins_corr_and_sim": wins(per_seed), "paired": comparison,
+            "sample": sample,
             "plots": [bars] + per_seed[0]["plots"],
             "train_cpu_s": [s["train_cpu_s"] for s in per_seed],
             "wall_s": time.time() - t0}
@@ -143,6 +158,13 @@ def _write_report(out: str, r: dict, spec: str, full_spec: str) -> None:
       "Seeds on which ours beats each baseline on both PainCorr and "
       "PainSim: " + ", ".join(f"{k} {v}" for k, v in
                                r["wins_corr_and_sim"].items()) + ".", "",
+      "Paired on the same segments (`jaxpain.temporal.paired`): ours' "
+      "mean advantage over each method (> 0: ours better; PainCorr "
+      "higher, PainSim and PainDist lower), the mean over seeds of each "
+      "seed's mean over segments, with a 95% two-level bootstrap interval "
+      "(seeds, then segments), and the seeds on which ours is ahead. An "
+      "interval that contains 0 does not separate the two.", "",
+      paired.table(r["paired"]), "",
       f"Wall time {r['wall_s'] / 60:.1f} min.", "",
       "![metrics](metrics.png)", ""]
   for p in r["plots"][1:]:

@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 from jaxpain.temporal import commands, evaluate, job
 
 
@@ -40,6 +42,10 @@ def test_job_runs_end_to_end(tiny_run, tmp_path, monkeypatch):
   with open(os.path.join(out, "report.md")) as f:
     report = f.read()
   assert all(m in report for m in methods) and "metrics.png" in report
+  assert set(res["paired"]) == (methods - {job.OURS}) | {evaluate.CEILING}
+  assert "ours against" in report and "/1 |" in report
+  seg = np.load(os.path.join(out, "seed0", "eval", "per_segment.npz"))
+  assert seg[f"{job.OURS}/PainCorr"].shape == seg["nearest/PainSim"].shape
   assert os.path.isfile(os.path.join(out, "metrics.png"))
   assert os.path.isfile(os.path.join(out, "sample_biovid.csv"))
   assert calls["render"] == (job.RENDER_FRAMES, 13)
