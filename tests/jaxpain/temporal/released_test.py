@@ -10,13 +10,15 @@ D(x; sigma) compared with the PyTorch one in float32.
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpain.temporal.released import stream, unet, weights
+from jaxpain.temporal.released import load_released, stream, unet, weights
+from jaxpain.temporal.torch_checkpoint import CheckpointError
 
 torch = pytest.importorskip("torch")
 
@@ -44,22 +46,11 @@ def tiny_config() -> dict:
   }
 
 
-def read(path):
-  """The file as the loader sees it: (state_dict of arrays, config).
-
-  Through a file object: torch 2.14's `torch.load` hands a PATH ending in
-  .safetensors to the safetensors reader, which rejects this pickle.
-  """
-  with open(path, "rb") as f:
-    blob = torch.load(f, weights_only=True)
-  return ({k: v.numpy() for k, v in blob["state_dict"].items()},
-          blob["config"])
-
-
 def load(path):
-  state_dict, conf = read(path)
-  cfg = unet.ReleasedConfig.from_released(conf)
-  return weights.from_state_dict(cfg, state_dict)
+  """Through the released-file reader (no torch, no code from the file)."""
+  model, info = load_released(path)
+  assert info["params"] == weights.num_params(model)
+  return model
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +157,26 @@ def test_ignored_keys_are_still_required(released):
   cfg = unet.ReleasedConfig.from_released(tiny_config())
   with pytest.raises(weights.WeightsError, match="context_mlp.3.bias"):
     weights.from_state_dict(cfg, sd)
+
+
+def _save(tmp_path, state_dict, conf):
+  path = tmp_path / "model.safetensors"
+  torch.save({"state_dict": state_dict, "config": conf}, path)
+  return path
+
+
+def test_load_released_names_the_file_and_the_key(released, tmp_path):
+  sd = released[0].state_dict()
+  del sd["model.final_conv.bias"]
+  path = _save(tmp_path, sd, tiny_config())
+  with pytest.raises(CheckpointError,
+                     match=re.escape(str(path)) + ": .*1 missing: model.final_conv.bias"):
+    load_released(path)
+  conf = tiny_config()
+  conf["MODEL"]["learned_variance"] = True
+  path = _save(tmp_path, released[0].state_dict(), conf)
+  with pytest.raises(CheckpointError, match="MODEL.learned_variance"):
+    load_released(path)
 
 
 @pytest.mark.parametrize("section, key, value, match", [
