@@ -9,6 +9,7 @@ D(x; sigma) compared with the PyTorch one in float32.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpain.temporal import cli
 from jaxpain.temporal.released import load_released, stream, unet, weights
 from jaxpain.temporal.torch_checkpoint import CheckpointError
 
@@ -213,9 +215,9 @@ def test_flame_vector_round_trip():
 
 
 def test_rollout_streams_the_released_model(released):
-  """Our sampler runs the released network: a first window, then chunks;
-  given context is kept exactly; later frames follow the stimulus; a seed
-  reproduces."""
+  """Our sampler runs the released network: given context is kept
+  exactly, later frames follow the stimulus, a seed reproduces (the first
+  window without context: test_cli_released)."""
   model = released[2]
   scfg = stream.sampler_config(model, num_levels=3)
   assert (scfg.context, scfg.uncertainty, scfg.guidance) == (
@@ -223,8 +225,6 @@ def test_rollout_streams_the_released_model(released):
   g = np.random.default_rng(0)
   t = 30  # a window of 16 frames, then 2 chunks of 8 (the last cut to 6)
   stim = 32 + 10 * g.random((B, t))
-  fresh = stream.rollout(model, scfg, stim, [8.0, 9.0], [4.0, 5.0], seed=0)
-  assert fresh.shape == (B, t, 103) and np.isfinite(fresh).all()
   ctx = (0.01 * g.normal(size=(B, 2 * FS, 103))).astype(np.float32)
   run = lambda s: stream.rollout(model, scfg, s, [8.0, 9.0],  # noqa: E731
                                  [4.0, 5.0], seed=0, context_frames=ctx)
@@ -235,3 +235,34 @@ def test_rollout_streams_the_released_model(released):
   hotter = run(stim + 5.0)
   np.testing.assert_allclose(hotter[:, :2 * FS], ctx, atol=1e-6)
   assert np.abs(hotter[:, 2 * FS:] - out[:, 2 * FS:]).max() > 1e-4
+
+
+def test_cli_released(released, tmp_path, capsys):
+  """`python -m jaxpain.temporal released`: one first window of FLAME."""
+  out = tmp_path / "flame.npz"
+  assert cli.main(["released", "--weights", str(released[1]),
+                   "--programme", "step", "--duration", "0.64",
+                   "--streams", "2", "--out", str(out)]) == 0
+  info = json.loads(capsys.readouterr().out)
+  assert info["frames"] == W * FS and info["ignored_keys"] == 26
+  with np.load(out) as z:
+    assert z["jaw"].shape == (2, W * FS, 3)
+    assert z["expression"].shape == (2, W * FS, 100)
+    assert np.isfinite(z["expression"]).all() and z["fps"] == 25
+    assert z["stimulus_c"].min() >= 32.0
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--weights", "NOFILE", "--programme", "step"], "none: cannot be read"),
+    (["--weights", "W", "--programme", "joint"], "in °C"),
+    (["--weights", "W", "--programme", "step", "--out", "x.csv"], ".npz"),
+])
+def test_cli_released_bad_input(argv, words, released, tmp_path, capsys):
+  subs = {"W": str(released[1]), "NOFILE": str(tmp_path / "none")}
+  argv = [subs.get(a, a) for a in argv]
+  if "--out" not in argv:
+    argv += ["--out", str(tmp_path / "f.npz")]
+  assert cli.main(["released", *argv]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and words in err[0], err
+  assert not os.listdir(tmp_path)
