@@ -8,7 +8,7 @@ their 1-D U-Net:
   unet     the network, its config and the PainDenoiser-style interface
   layers   its blocks (conv, RMSNorm, ResBlock, attention, temporal)
   weights  state_dict -> module, strict; `load_released(path)`
-  flame    FLAME frame vectors <-> the model's token space
+  stream   FLAME frames <-> model space; rollouts with our sampler
 """
 
 from jaxpain.temporal.released.unet import ReleasedConfig, ReleasedDenoiser
