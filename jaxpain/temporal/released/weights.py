@@ -103,7 +103,7 @@ def check_state_dict(model: ReleasedDenoiser,
                        f"built from its config: {'; '.join(problems)}")
 
 
-def _abstract(cfg: ReleasedConfig) -> ReleasedDenoiser:
+def abstract(cfg: ReleasedConfig) -> ReleasedDenoiser:
   """The module with shape-only parameters (no initialisation cost)."""
   return nnx.eval_shape(lambda: ReleasedDenoiser(cfg, rngs=nnx.Rngs(0)))
 
@@ -112,7 +112,7 @@ def from_state_dict(cfg: ReleasedConfig,
                     state_dict: dict[str, Any]) -> ReleasedDenoiser:
   """Builds the network from `cfg` and fills it from a released
   state_dict (names -> arrays); strict (see module docstring)."""
-  model = _abstract(cfg)
+  model = abstract(cfg)
   check_state_dict(model, state_dict)
   for prefix, leaf in walk(model):
     tensors = {k: np.asarray(state_dict[prefix + k], np.float32)

@@ -90,7 +90,7 @@ def test_full_size_parameter_count():
   """reference.md §G.3: U-Net 5,330,308 + condition MLPs 99,840, of which
   the loader reads and ignores the unused context_mlp and the temporal
   blocks' context projections."""
-  model = weights._abstract(unet.ReleasedConfig())
+  model = weights.abstract(unet.ReleasedConfig())
   ignored = weights.ignored_keys(model)
   assert weights.num_params(model) + sum(
       int(np.prod(s)) for s in ignored.values()) == 5_330_308 + 99_840
