@@ -15,4 +15,6 @@ simulator of `synth.sequences` (§G.6). Modules, in the order data flows:
   baselines nearest-neighbour, random window, mean face
   evaluate  held-out evaluation, report and plots
   cli / job the `python -m jaxpain.temporal` commands, the end-to-end job
+  torch_checkpoint / released  the authors' FLAME-space U-Net, read from
+            their checkpoint without executing it (docs/temporal.md)
 """

@@ -6,6 +6,8 @@
             [--render FRAMES_DIR]            AU(t), PSPI(t) (and frames)
   evaluate  --workdir W [--full W2] --data DATA --out REPORT
   job       [--out DIR] [--seeds 0,1,2]      all of it, end to end
+  released  --weights model.safetensors (--stimulus CSV | --programme P)
+            --out FLAME.npz                  the authors' model, FLAME(t)
 
 A config is `configs/temporal.py[:args]` (args as in jaxpain.temporal.
 config.apply_args). Bad input ends with one line on stderr and status 2.
@@ -19,6 +21,7 @@ import sys
 from jaxpain.temporal.commands import (
   UsageError,
   cmd_evaluate,
+  cmd_released,
   cmd_sample,
   cmd_simulate,
   cmd_train,
@@ -34,7 +37,8 @@ def cmd_job(a) -> dict:
 
 
 COMMANDS = {"simulate": cmd_simulate, "train": cmd_train,
-            "sample": cmd_sample, "evaluate": cmd_evaluate, "job": cmd_job}
+            "sample": cmd_sample, "evaluate": cmd_evaluate, "job": cmd_job,
+            "released": cmd_released}
 
 
 def main(argv=None) -> int:

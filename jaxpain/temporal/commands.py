@@ -17,7 +17,7 @@ import numpy as np
 from synth import sequences as sq
 
 DESCRIPTION = ("PainDiffusion in AU space: simulate, train, sample, "
-               "evaluate, job")
+               "evaluate, job; released: the authors' FLAME model")
 # First subject id of a tuning split (`simulate --tune`): far above any
 # train/val/test id, so tuning subjects are never trained or tested on.
 TUNE_FIRST_ID = 1000
@@ -195,6 +195,39 @@ def cmd_evaluate(a) -> dict:
   return {"out": a.out, "metrics": summary["metrics"]}
 
 
+def cmd_released(a) -> dict:
+  """FLAME frames from the authors' released weights (docs/temporal.md,
+  "Importing the released PainDiffusion weights")."""
+  from jaxpain.temporal.released import load_released, stream
+
+  if not a.out.endswith(".npz"):
+    raise UsageError(f"--out must name a .npz file, got {a.out}")
+  stim = _stimulus(a, sq.sample_subject(a.seed, 0))
+  if stim.unit != "°C":
+    raise UsageError(f"the released model was trained on temperatures; "
+                     f"give the stimulus in °C, not {stim.unit}")
+  model, info = load_released(a.weights)
+  cfg = info["config"]
+  expr = (cfg.expressiveness_stats[0] if a.expressiveness is None
+          else a.expressiveness)
+  emo = cfg.emotion_stats[0] if a.emotion is None else a.emotion
+  knobs = {} if a.guidance is None else {"guidance": parse_guidance(
+      a.guidance)}
+  scfg = stream.sampler_config(model, **knobs)
+  n = a.streams
+  flame = stream.rollout(model, scfg, np.repeat(stim.values[None], n, 0),
+                         np.full(n, expr), np.full(n, emo), seed=a.seed)
+  os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+  tmp = f"{a.out}.tmp{os.getpid()}.npz"
+  np.savez(tmp, jaw=flame[..., :stream.JAW],
+           expression=flame[..., stream.JAW:], stimulus_c=stim.values,
+           fps=sq.FPS)
+  os.replace(tmp, a.out)
+  return {"npz": a.out, "frames": int(flame.shape[1]), "streams": n,
+          "expressiveness": float(expr), "emotion": float(emo),
+          "params": info["params"], "ignored_keys": len(info["ignored"])}
+
+
 # -------------------------------------------------------------- parser ----
 
 
@@ -249,6 +282,23 @@ def parser() -> argparse.ArgumentParser:
                  help="override the trained runs' sampler setting")
   s.add_argument("--guidance", default=None,
                  help="w_emo,w_expr,w_stim for every model scored")
+  s = sub.add_parser("released", help="FLAME frames from the released "
+                     "PainDiffusion weights")
+  s.add_argument("--weights", required=True,
+                 help="the release's model.safetensors (a torch pickle)")
+  s.add_argument("--stimulus", default=None, help="CSV file")
+  s.add_argument("--column", default=None)
+  s.add_argument("--unit", default="°C", choices=sorted(sq.UNIT_RANGES))
+  s.add_argument("--programme", default=None)
+  s.add_argument("--duration", type=float, default=60.0)
+  s.add_argument("--expressiveness", type=float, default=None,
+                 help="raw; default: the training mean")
+  s.add_argument("--emotion", type=float, default=None,
+                 help="raw value; default: the training mean")
+  s.add_argument("--guidance", default=None, help="w_emo,w_expr,w_stim")
+  s.add_argument("--streams", type=int, default=1)
+  s.add_argument("--seed", type=int, default=0)
+  s.add_argument("--out", required=True, help="FLAME .npz")
   s = sub.add_parser("job", help="simulate -> ... -> render, >= 3 seeds")
   s.add_argument("--out", default="runs/temporal_job")
   s.add_argument("--seeds", default="0,1,2")
