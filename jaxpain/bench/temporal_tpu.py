@@ -35,8 +35,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxpain.temporal import config as config_lib
 from jaxpain.temporal import model, sampler, schedule, tokens
