@@ -1,7 +1,8 @@
 """Speed and long-rollout stability of the temporal sampler.
 
   python scripts/bench_temporal.py --out runs/bench_temporal
-      [--workdir RUN]  [--chunks 20]  [--batches 1,4,16,64]  [--minutes 10]
+      [--variant base|released]  [--workdir RUN]  [--chunks 20]
+      [--batches 1,4,16,64]  [--minutes 10]
 
 Three measurements, each with wall AND process CPU time (all threads; on a
 shared machine CPU time counts the work, wall time also the waiting):
@@ -20,21 +21,28 @@ shared machine CPU time counts the work, wall time also the waiting):
    simulator's bounds (synth.sequences.minute_bounds) and a PNG of PSPI(t).
 
 Without --workdir the model has random weights (speed does not depend on
-them) and the sampler settings of configs/temporal.py.
+them) and the sampler settings of configs/temporal.py; `--variant
+released` is the authors' FLAME-space network at full size (the
+real-time model: 8-token window, C = 2, fs 4) with its own sampler
+settings (`released.stream.sampler_config`: 35 levels, u = 4, guidance),
+streamed by our sampler (`jaxpain.bench.chunk`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import time
 
+import jax
 import numpy as np
 
+from jaxpain.bench import chunk as chunk_lib
 from jaxpain.bench import context, stats
-from jaxpain.temporal import model, sampler, schedule, tokens
+from jaxpain.temporal import sampler
 from synth import sequences as sq
 
 
@@ -44,41 +52,44 @@ def _model(workdir: str | None, variant: str):
 
     net, scfg, _ = train.load_model(workdir)
     return net, scfg
-  from jaxpain.temporal import config as config_lib
-
-  c = config_lib.base_config()
-  c.model.variant = variant
-  cfg = model.TemporalConfig.from_dict(c.model.to_dict())
-  net = model.create(cfg, tokens.Normaliser.identity(cfg.num_aus))
-  return net, sampler.SamplerConfig.from_dict(c.sampler.to_dict())
+  return chunk_lib.build(variant)
 
 
-def time_chunks(net, scfg, batch: int, chunks: int, warmup: int = 2
-                ) -> dict:
-  """Steady-state chunks of `batch` streams; summary of their times."""
-  st = sampler.Stream(net, scfg, np.full(batch, 8.0), np.full(batch, 5))
-  rng = np.random.default_rng(0)
-  st.start(rng.uniform(0, 1, (batch, st.first_frames)))
-  stim = rng.uniform(0, 1, (batch, st.new_frames)).astype(np.float32)
-  step = lambda: np.asarray(st.step(stim))  # blocks: host copy
+def time_chunks(net, scfg, batch: int, chunks: int, warmup: int = 2,
+                variant: str | None = None) -> dict:
+  """Steady-state chunks of `batch` streams; summary of their times.
+
+  `net` is ours or the released network (`jaxpain.bench.chunk`); each
+  chunk carries the previous one's context; the clock stops when its
+  output is ready."""
+  ch = chunk_lib.of(net, scfg, variant)
+  args = chunk_lib.inputs(ch, batch)
+  key = jax.random.key(0, impl=sampler.KEY_IMPL)
+  calls = itertools.count()
+
+  def step():
+    nonlocal args
+    out = jax.block_until_ready(
+        ch(args, jax.random.fold_in(key, next(calls))))
+    args = ch.advance(out, args)
+
   for _ in range(warmup):
     step()
   steps = stats.timed(step, chunks)
-  seconds_of_au = st.new_frames / sq.FPS
+  seconds_of_au = ch.new_frames / sq.FPS
   wall = stats.median([w for w, _ in steps])
   cpu = stats.median([c for _, c in steps])
   return {
-      "batch": batch, "frames_per_chunk": st.new_frames,
-      "evaluations_per_chunk": schedule.num_steps(
-          scfg.num_levels, net.cfg.window - scfg.context, scfg.uncertainty),
+      "batch": batch, "frames_per_chunk": ch.new_frames,
+      "evaluations_per_chunk": ch.evaluations,
       "chunk_ms_median": 1e3 * wall,
       "chunk_ms_p10": 1e3 * stats.quantile([w for w, _ in steps], 0.1),
       "chunk_ms_p90": 1e3 * stats.quantile([w for w, _ in steps], 0.9),
       "chunk_cpu_ms_median": 1e3 * cpu,
       "rtf_per_stream_wall": stats.rate(seconds_of_au, wall),
       "rtf_per_stream_cpu": stats.rate(seconds_of_au, cpu),
-      "ms_per_24_frames_wall": 1e3 * wall * 24 / st.new_frames,
-      "ms_per_24_frames_cpu": 1e3 * cpu * 24 / st.new_frames,
+      "ms_per_24_frames_wall": 1e3 * wall * 24 / ch.new_frames,
+      "ms_per_24_frames_cpu": 1e3 * cpu * 24 / ch.new_frames,
   }
 
 
@@ -131,23 +142,27 @@ def _plot_rollout(au, stim, path: str) -> str:
 
 def run(out_dir: str, workdir: str | None = None, variant: str = "base",
         chunks: int = 20, batches=(1, 4, 16, 64), minutes: float = 0.0,
-        levels: tuple[int, ...] = ()) -> dict:
-  """All measurements; writes `out_dir/bench_temporal.json`."""
-  os.makedirs(out_dir, exist_ok=True)
+        levels: tuple[int, ...] = (), warmup: int = 2) -> dict:
+  """All measurements; writes `out_dir/bench_temporal.json`.
+
+  `variant`: ours (`model.VARIANTS`) or the released network
+  (`chunk.RELEASED`), random weights; ignored with `workdir`."""
   net, scfg = _model(workdir, variant)
-  res = {"model": {"variant": net.cfg.variant,
-                   "parameters": model.num_params(net),
-                   "window": net.cfg.window, "context": scfg.context,
+  name = None if workdir else variant
+  os.makedirs(out_dir, exist_ok=True)
+  ch = chunk_lib.of(net, scfg, name)
+  res = {"model": {"variant": ch.variant, "parameters": ch.parameters,
+                   "window": ch.window, "context": ch.context,
                    "num_levels": scfg.num_levels,
                    "uncertainty": scfg.uncertainty,
                    "guidance": scfg.guidance, "trained": bool(workdir)},
          "context": {"cpu": context.cpu_info(), "versions":
                      context.versions(), "load": context.load()}}
-  res["single_stream"] = time_chunks(net, scfg, 1, chunks)
-  res["levels"] = [time_chunks(net, dataclasses.replace(
-      scfg, num_levels=n), 1, chunks) | {"num_levels": n} for n in levels]
-  rows = [time_chunks(net, scfg, b, max(3, chunks // max(1, b // 4)))
-          for b in batches]
+  timer = lambda s, b, n: time_chunks(net, s, b, n, warmup, name)
+  res["single_stream"] = timer(scfg, 1, chunks)
+  res["levels"] = [timer(dataclasses.replace(scfg, num_levels=n), 1, chunks)
+                   | {"num_levels": n} for n in levels]
+  rows = [timer(scfg, b, max(3, chunks // max(1, b // 4))) for b in batches]
   res["batched"] = rows
   res["realtime_streams_cpu"] = capacity(rows, "rtf_per_stream_cpu")
   res["realtime_streams_wall"] = capacity(rows, "rtf_per_stream_wall")
@@ -163,15 +178,20 @@ def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", default="runs/bench_temporal")
   p.add_argument("--workdir", default=None, help="a trained run")
-  p.add_argument("--variant", default="base")
+  p.add_argument("--variant", default="base",
+                 help=f"one of {', '.join(chunk_lib.variants())}")
   p.add_argument("--chunks", type=int, default=20)
+  p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--batches", default="1,4,16,64")
   p.add_argument("--minutes", type=float, default=0.0)
   p.add_argument("--levels", default="", help="extra L values, e.g. 8,32")
   a = p.parse_args(argv)
+  if not a.workdir and a.variant not in chunk_lib.variants():
+    p.exit(2, f"error: unknown variant {a.variant!r}: one of "
+           f"{', '.join(chunk_lib.variants())}\n")
   res = run(a.out, a.workdir, a.variant, a.chunks,
             tuple(int(b) for b in a.batches.split(",")), a.minutes,
-            tuple(int(x) for x in a.levels.split(",") if x))
+            tuple(int(x) for x in a.levels.split(",") if x), a.warmup)
   print(json.dumps({k: res[k] for k in ("single_stream",
                                         "realtime_streams_cpu",
                                         "realtime_streams_wall")},

@@ -2,10 +2,11 @@
 the compiled program (no TPU needed; libtpu compiles on this CPU).
 
   python scripts/bench_temporal_tpu.py --topology v5e-4 \
-      --streams 256,2048,16384 [--variant base] [--out DIR]
+      --streams 256,2048,16384 [--variant base|released] [--out DIR]
 
-One steady-state chunk of the streaming sampler (`sampler._chunk`: the
-whole pyramid of denoiser evaluations in `lax.scan`, guidance branches
+One steady-state chunk of the streaming sampler (`jaxpain.bench.chunk`:
+ours `sampler._chunk`, or the released network's `_window`; the whole
+pyramid of denoiser evaluations in `lax.scan`, guidance branches
 batched, context carried) is compiled for a TPU topology with the streams
 split over its chips (streams are independent: no collective). From the
 compiled program, per chip (jaxpain.aot's reading of the HLO):
@@ -18,8 +19,8 @@ compiled program, per chip (jaxpain.aot's reading of the HLO):
              t_chunk (one chunk emits H x fs frames at 25 fps)
 
 The roofline is an upper bound: it leaves out per-kernel launch time,
-which dominates at small batches, where one chunk is 27 dependent
-evaluations of a small network. So the figure that matters is the one at
+which dominates at small batches, where one chunk is 27 (ours) or 55
+(released) dependent evaluations of a small network. So the figure that matters is the one at
 a batch where the chunk is compute-bound; smaller batches are shown to
 make that visible. No TPU ran anything.
 """
@@ -27,7 +28,6 @@ make that visible. No TPU ran anything.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -35,12 +35,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxpain.temporal import config as config_lib
-from jaxpain.temporal import model, sampler, schedule, tokens
+from jaxpain.bench import chunk as chunk_lib
+from jaxpain.temporal import sampler
 from synth import sequences as sq
 
 
@@ -50,40 +49,25 @@ def _abstract(tree, sharding):
       tree)
 
 
-def build(variant: str, dtype: str):
-  """The model (random weights: speed does not depend on them) and the
-  sampler settings of configs/temporal.py."""
-  c = config_lib.base_config()
-  c.model.variant, c.model.dtype = variant, dtype
-  cfg = model.TemporalConfig.from_dict(c.model.to_dict())
-  net = model.create(cfg, tokens.Normaliser.identity(cfg.num_aus))
-  return net, sampler.SamplerConfig.from_dict(c.sampler.to_dict())
+def build(variant: str, dtype: str | None = None) -> chunk_lib.Chunk:
+  """The chunk of `variant` (random weights: speed does not depend on
+  them); ours in `dtype` (None: bfloat16), the released one in float32."""
+  if dtype is None and variant not in chunk_lib.RELEASED:
+    dtype = "bfloat16"
+  return chunk_lib.of(*chunk_lib.build(variant, dtype), variant)
 
 
-def compile_chunk(net, scfg: sampler.SamplerConfig, devices, streams: int):
+def compile_chunk(chunk: chunk_lib.Chunk, devices, streams: int):
   """Lowers and compiles one steady chunk for `streams` streams split over
   `devices`; returns (compiled, seconds to compile)."""
   mesh = Mesh(np.asarray(devices), ("data",))
   rep, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  cfg = net.cfg
-  fs, c = cfg.frames_per_token, scfg.context
-  keep = (cfg.stim_history + c) * fs
-  new = (cfg.window - c) * fs
-  f32 = jnp.float32
-  sds = lambda shape, dt=f32, sh=rows: jax.ShapeDtypeStruct(shape, dt,
-                                                            sharding=sh)
-  graphdef, state = nnx.split(net)
-  carry = {"context": sds((streams, c, cfg.token_features)),
-           "stim": sds((streams, keep))}
   key = jax.eval_shape(lambda: jax.random.key(0, impl=sampler.KEY_IMPL))
-  static = dataclasses.replace(
-      scfg, guidance=None if scfg.guidance is None else ())
   t0 = time.perf_counter()
-  lowered = sampler._chunk.lower(  # pylint: disable=protected-access
-      graphdef, _abstract(state, rep), static, False, carry,
-      sds((streams, new)), sds((streams,)), sds((streams,), jnp.int32),
-      sds((3,), sh=rep), jax.ShapeDtypeStruct(key.shape, key.dtype,
-                                              sharding=rep))
+  lowered = chunk.lower(
+      _abstract(chunk.state, rep), _abstract(chunk.specs(streams), rows),
+      jax.ShapeDtypeStruct((3,), jnp.float32, sharding=rep),
+      jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=rep))
   compiled = lowered.compile()
   return compiled, time.perf_counter() - t0
 
@@ -112,31 +96,29 @@ def analyse(compiled, chip, streams_per_chip: int, chunk_seconds: float
 
 
 def run(topology: str, streams: list[int], variant: str = "base",
-        dtype: str = "bfloat16") -> dict:
+        dtype: str | None = None, progress: bool = False) -> dict:
   """Compiles and analyses one chunk per entry of `streams` (per chip)."""
   from jaxpain.aot import chips
   from jaxpain.aot import compile as aot_compile
 
   topo = chips.get(topology)
   devices = chips.devices(topo)
-  net, scfg = build(variant, dtype)
-  cfg = net.cfg
-  new = (cfg.window - scfg.context) * cfg.frames_per_token
-  chunk_seconds = new / sq.FPS
+  ch = build(variant, dtype)
+  chunk_seconds = ch.new_frames / sq.FPS
   rows = []
   for per_chip in streams:
-    compiled, secs = compile_chunk(net, scfg, devices,
-                                   per_chip * topo.num_chips)
+    if progress:
+      print(f"compiling {variant} for {topology}, {per_chip:,} streams "
+            "per chip", flush=True)
+    compiled, secs = compile_chunk(ch, devices, per_chip * topo.num_chips)
     rows.append(analyse(compiled, topo.chip, per_chip, chunk_seconds)
                 | {"compile_s": secs})
   return {"topology": topology, "chip": topo.chip.name,
-          "chips": topo.num_chips, "variant": variant, "dtype": dtype,
-          "parameters": model.num_params(net),
-          "evaluations_per_chunk": schedule.num_steps(
-              scfg.num_levels, cfg.window - scfg.context,
-              scfg.uncertainty),
-          "guidance_branches": 1 if scfg.guidance is None else 4,
-          "frames_per_chunk": new, "chunk_seconds": chunk_seconds,
+          "chips": topo.num_chips, "variant": variant, "dtype": ch.dtype,
+          "parameters": ch.parameters, "window": ch.window,
+          "evaluations_per_chunk": ch.evaluations,
+          "guidance_branches": ch.branches,
+          "frames_per_chunk": ch.new_frames, "chunk_seconds": chunk_seconds,
           "rows": rows, "versions": aot_compile.versions()}
 
 
@@ -159,8 +141,11 @@ def main(argv=None) -> dict:
   p.add_argument("--topology", default="v5e-4")
   p.add_argument("--streams", default="256,2048,16384",
                  help="streams per chip, comma-separated")
-  p.add_argument("--variant", default="base")
-  p.add_argument("--dtype", default="bfloat16")
+  p.add_argument("--variant", default="base",
+                 help=f"one of {', '.join(chunk_lib.variants())}")
+  p.add_argument("--dtype", default=None,
+                 help="ours: bfloat16 (default) or float32; released: "
+                 "float32 only")
   p.add_argument("--out", default="runs/bench_temporal_tpu")
   a = p.parse_args(argv)
   from jaxpain.aot import chips
@@ -169,7 +154,7 @@ def main(argv=None) -> dict:
     streams = [int(s) for s in a.streams.split(",")]
     if min(streams) < 1:
       raise ValueError(f"--streams must be positive integers, got {a.streams}")
-    res = run(a.topology, streams, a.variant, a.dtype)
+    res = run(a.topology, streams, a.variant, a.dtype, progress=True)
   except (chips.TopologyError, ValueError, KeyError) as e:
     p.exit(2, f"error: {e}\n")
   os.makedirs(a.out, exist_ok=True)

@@ -1,5 +1,6 @@
 """The temporal sampler's chunk compiled for a TPU topology (v5e 2x2) on
-the CPU: what the streams-per-chip figure of docs/benchmarks.md rests on.
+the CPU, ours and the released network's: what the streams-per-chip
+figures of docs/benchmarks.md rest on.
 Needs libtpu, which scripts/setup_env.sh installs into <venv>/libtpu."""
 
 import pytest
@@ -43,8 +44,72 @@ def test_streams_are_independent_no_collective():
   from jaxpain.bench import temporal_tpu
 
   devices = chips.devices(chips.get("v5e-4"))
-  net, scfg = temporal_tpu.build("tiny", "bfloat16")
-  compiled, _ = temporal_tpu.compile_chunk(net, scfg, devices, 8)
+  compiled, _ = temporal_tpu.compile_chunk(
+      temporal_tpu.build("tiny", "bfloat16"), devices, 8)
+  module = hlo.parse(compiled.as_text())
+  assert analysis.collective_records(module, devices) == []
+
+
+@pytest.fixture(scope="module")
+def released():
+  from jaxpain.bench import temporal_tpu
+
+  return temporal_tpu.run("v5e-4", [2, 4], variant="released-tiny")
+
+
+def _forward_flops_per_chip(devices, rows_per_chip: int) -> float:
+  """FLOPs per chip of ONE denoiser evaluation of the released-tiny
+  network (all guidance rows), compiled alone for the same chips."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from flax import nnx
+  from jax.sharding import Mesh, NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  from jaxpain.bench import temporal_tpu
+
+  ch = temporal_tpu.build("released-tiny")
+  net = nnx.merge(ch.graphdef, ch.state)
+  mesh = Mesh(np.asarray(devices), ("data",))
+  rep, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  b, w, fs = rows_per_chip * len(devices), ch.window, 4
+  cond = jax.eval_shape(lambda: net.condition(
+      jnp.zeros((b, w * fs)), jnp.zeros((b,)), jnp.zeros((b,)),
+      jnp.zeros((b, 3), bool)))
+  at = lambda t, sh: jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), t)
+  f32 = jnp.float32
+  fwd = jax.jit(lambda g, s, x, sig, c: nnx.merge(g, s).denoise(x, sig, c))
+  compiled = fwd.lower(
+      ch.graphdef, at(ch.state, rep),
+      at(jax.ShapeDtypeStruct((b, w, net.cfg.token_features), f32), rows),
+      at(jax.ShapeDtypeStruct((b, w), f32), rows), at(cond, rows)).compile()
+  return analysis.cost(compiled)["flops"]
+
+
+def test_released_chunk_counts_every_row_and_scales_with_streams(released):
+  two, four = released["rows"]
+  assert released["chips"] == 4 and two["fits"] and four["fits"]
+  assert released["dtype"] == "float32" and released["window"] == 8
+  assert four["flops"] == pytest.approx(2 * two["flops"], rel=0.05)
+  # The 55 scan rows each cost about one evaluation of the network for all
+  # guidance branches: not counted once (1/55), not more than all of them
+  # (the condition's keys and values do not change over the rows, so XLA
+  # may hoist them out of the loop: a little less than all).
+  devices = chips.devices(chips.get("v5e-4"))
+  one = _forward_flops_per_chip(devices, 2 * released["guidance_branches"])
+  rows = released["evaluations_per_chunk"] * one
+  assert 0.5 * rows <= two["flops"] <= 1.1 * rows
+  assert released["chunk_seconds"] == pytest.approx(24 / 25)
+
+
+def test_released_streams_are_independent_no_collective():
+  from jaxpain.bench import temporal_tpu
+
+  devices = chips.devices(chips.get("v5e-4"))
+  compiled, _ = temporal_tpu.compile_chunk(
+      temporal_tpu.build("released-tiny"), devices, 4)
   module = hlo.parse(compiled.as_text())
   assert analysis.collective_records(module, devices) == []
 
@@ -54,6 +119,8 @@ def test_streams_are_independent_no_collective():
     (["--streams", "0,8"], "positive"),
     (["--streams", "eight"], "invalid literal"),
     (["--variant", "huge", "--streams", "2"], "huge"),
+    (["--variant", "released-tiny", "--dtype", "bfloat16", "--streams", "2"],
+     "float32 only"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv, words, tmp_path, capsys):
   from jaxpain.bench import temporal_tpu
