@@ -35,6 +35,7 @@ import dataclasses
 import itertools
 import json
 import os
+import sys
 import time
 
 import jax
@@ -73,6 +74,8 @@ def time_chunks(net, scfg, batch: int, chunks: int, warmup: int = 2,
         ch(args, jax.random.fold_in(key, next(calls))))
     args = ch.advance(out, args)
 
+  print(f"{ch.variant}: {batch} streams, {warmup} + {chunks} chunks",
+        file=sys.stderr, flush=True)
   for _ in range(warmup):
     step()
   steps = stats.timed(step, chunks)
