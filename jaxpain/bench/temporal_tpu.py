@@ -110,7 +110,15 @@ def run(topology: str, streams: list[int], variant: str = "base",
     if progress:
       print(f"compiling {variant} for {topology}, {per_chip:,} streams "
             "per chip", flush=True)
-    compiled, secs = compile_chunk(ch, devices, per_chip * topo.num_chips)
+    try:
+      compiled, secs = compile_chunk(ch, devices, per_chip * topo.num_chips)
+    except jax.errors.JaxRuntimeError as e:
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      # libtpu refuses a program whose temporaries exceed the chip's HBM.
+      rows.append({"streams_per_chip": per_chip, "fits": False,
+                   "error": str(e).splitlines()[0].split(": ", 1)[-1]})
+      continue
     rows.append(analyse(compiled, topo.chip, per_chip, chunk_seconds)
                 | {"compile_s": secs})
   return {"topology": topology, "chip": topo.chip.name,
@@ -128,6 +136,10 @@ def table(res: dict) -> str:
            "roofline chunk (ms) | real-time streams per chip |",
            "|---|---|---|---|---|---|"]
   for r in res["rows"]:
+    if "error" in r:
+      lines.append(f"| {r['streams_per_chip']:,} | does not fit: "
+                   f"{r['error']} | | | | |")
+      continue
     lines.append(
         f"| {r['streams_per_chip']:,} | {r['hbm_gib']:.2f} | "
         f"{r['flops'] / 1e12:.3f} | {r['bound']} | "

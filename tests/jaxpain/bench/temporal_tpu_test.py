@@ -95,8 +95,9 @@ def test_released_chunk_counts_every_row_and_scales_with_streams(released):
   assert four["flops"] == pytest.approx(2 * two["flops"], rel=0.05)
   # The 55 scan rows each cost about one evaluation of the network for all
   # guidance branches: not counted once (1/55), not more than all of them
-  # (the condition's keys and values do not change over the rows, so XLA
-  # may hoist them out of the loop: a little less than all).
+  # (XLA's count of one evaluation includes elementwise work; the rows
+  # beyond the first add matmul and convolution FLOPs only,
+  # `analysis.loop_extra`: somewhat less than all).
   devices = chips.devices(chips.get("v5e-4"))
   one = _forward_flops_per_chip(devices, 2 * released["guidance_branches"])
   rows = released["evaluations_per_chunk"] * one
@@ -112,6 +113,15 @@ def test_released_streams_are_independent_no_collective():
       temporal_tpu.build("released-tiny"), devices, 4)
   module = hlo.parse(compiled.as_text())
   assert analysis.collective_records(module, devices) == []
+
+
+def test_a_chunk_beyond_hbm_is_a_row_that_does_not_fit():
+  from jaxpain.bench import temporal_tpu
+
+  res = temporal_tpu.run("v5e-4", [2**22], variant="released-tiny")
+  (row,) = res["rows"]
+  assert not row["fits"] and "HBM" in row["error"]
+  assert "does not fit" in temporal_tpu.table(res)
 
 
 @pytest.mark.parametrize("argv, words", [
