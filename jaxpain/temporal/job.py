@@ -34,12 +34,34 @@ RENDER_FRAMES = 100  # frames rendered of a step onset (4 s)
 
 
 def _simulate(config, out: str, seed: int) -> None:
-  if os.path.isdir(os.path.join(out, "test")):
-    return
   s = config.simulate
-  data_lib.simulate_splits(out, seed, {"train": s.train, "val": s.val,
-                                       "test": s.test}, s.programmes,
-                           s.duration_s, s.test_duration_s, progress=True)
+  counts = {"train": s.train, "val": s.val, "test": s.test}
+  if os.path.isdir(os.path.join(out, "test")):
+    _check_simulated(out, seed, counts)
+    return
+  data_lib.simulate_splits(out, seed, counts, s.programmes, s.duration_s,
+                           s.test_duration_s, progress=True)
+
+
+def _check_simulated(out: str, seed: int, counts: dict[str, int]) -> None:
+  """A resumed job must not train on data simulated for another setting
+  (a changed config would otherwise silently reuse the old population)."""
+  for split, n in counts.items():
+    if n <= 0:
+      continue
+    path = os.path.join(out, split, "meta.json")
+    meta = None
+    if os.path.isfile(path):
+      with open(path) as f:
+        meta = json.load(f)
+    if (meta is None or meta.get("seed") != seed
+        or len(meta.get("subject_ids", ())) != n):
+      found = ("nothing" if meta is None else
+               f"seed {meta.get('seed')}, "
+               f"{len(meta.get('subject_ids', ()))} subjects")
+      raise commands.UsageError(
+          f"{out}/{split} holds {found}, the config asks seed {seed}, {n} "
+          "subjects: give the job a new --out (or remove that folder)")
 
 
 def _train(spec: str, seed: int, data_dir: str, workdir: str) -> float:

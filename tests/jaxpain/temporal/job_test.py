@@ -10,6 +10,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from jaxpain.temporal import commands, evaluate, job
 
@@ -51,3 +52,18 @@ def test_job_runs_end_to_end(tiny_run, tmp_path, monkeypatch):
   assert calls["render"] == (job.RENDER_FRAMES, 13)
   with open(os.path.join(out, "results.json")) as f:
     assert json.load(f)["seeds"] == [0]
+
+
+def test_resumed_job_refuses_data_simulated_for_another_setting(tmp_path):
+  config = commands.load_config("configs/temporal.py:runlocal")
+  data = str(tmp_path / "data")
+  job._simulate(config, data, 0)
+  before = sorted(os.listdir(os.path.join(data, "train")))
+  job._simulate(config, data, 0)  # same setting: resumes silently
+  config.simulate.train += 1
+  with pytest.raises(commands.UsageError, match="new --out"):
+    job._simulate(config, data, 0)
+  with pytest.raises(commands.UsageError, match="seed 0"):
+    job._simulate(commands.load_config("configs/temporal.py:runlocal"),
+                  data, 1)
+  assert sorted(os.listdir(os.path.join(data, "train"))) == before
