@@ -85,9 +85,14 @@ def generate(net, scfg: sampler.SamplerConfig, seg: Mapping, samples: int,
 
 
 def score(gen: np.ndarray, seg: Mapping, context_frames: int
-          ) -> dict[str, float]:
+          ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+  """(metrics, per-segment scores (N,) for `paired`) after the context."""
   c = context_frames
-  return metrics.compute(gen[:, :, c:], seg["au"][:, c:], seg["stim"][:, c:])
+  gen, gt = gen[:, :, c:], seg["au"][:, c:]
+  per_sample = metrics.sample_scores(gen, gt)
+  per_segment = {m: v.mean(0) for m, v in per_sample.items()}
+  return (metrics.compute(gen, gt, seg["stim"][:, c:], per_sample),
+          per_segment)
 
 
 def run(model_dirs: Mapping[str, str], data_dir: str, samples: int = 3,
@@ -109,8 +114,9 @@ def run(model_dirs: Mapping[str, str], data_dir: str, samples: int = 3,
       trained settings (e.g. {'context_sigma': 0.1}).
 
   Returns:
-    {'metrics': {method: {metric: value}}, 'reference': ground truth's
-    own values, 'generated': {method: (S, N, T, K)}, 'segments': ...,
+    {'metrics': {method: {metric: value}}, 'per_segment': {method:
+    {metric: (N,) scores}} (`paired`), 'reference': ground truth's own
+    values, 'generated': {method: (S, N, T, K)}, 'segments': ...,
     'context_frames': C * fs}.
   """
   train = data_lib.load_split(os.path.join(data_dir, "train"))
@@ -134,10 +140,12 @@ def run(model_dirs: Mapping[str, str], data_dir: str, samples: int = 3,
   ceiling = resimulate(test, length, per_recording, samples)
   ceiling[:, :, :ctx] = seg["au"][None, :, :ctx]
   gens[CEILING] = ceiling
-  scores = {name: score(g, seg, ctx) for name, g in gens.items()}
+  scored = {name: score(g, seg, ctx) for name, g in gens.items()}
   ref = metrics.reference(seg["au"][:, ctx:], seg["stim"][:, ctx:])
-  return {"metrics": scores, "reference": ref, "generated": gens,
-          "segments": seg, "context_frames": ctx}
+  return {"metrics": {k: v[0] for k, v in scored.items()},
+          "per_segment": {k: v[1] for k, v in scored.items()},
+          "reference": ref, "generated": gens, "segments": seg,
+          "context_frames": ctx}
 
 
 def save(result: Mapping, out_dir: str, plot_rows: int = 2) -> dict:

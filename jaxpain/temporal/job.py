@@ -95,12 +95,9 @@ def run_seed(out: str, seed: int, spec: str, full_spec: str,
 
 
 def _per_segment(res: dict, eval_dir: str) -> dict[str, dict]:
-  """Every method's per-segment scores (after the context), also saved
-  as eval/per_segment.npz ('method/metric' arrays)."""
-  c = res["context_frames"]
-  gt = res["segments"]["au"][:, c:]
-  out = {name: paired.per_segment(g[:, :, c:], gt)
-         for name, g in res["generated"].items()}
+  """Every method's per-segment scores, also saved as
+  eval/per_segment.npz ('method/metric' arrays)."""
+  out = res["per_segment"]
   np.savez(os.path.join(eval_dir, "per_segment.npz"),
            **{f"{k}/{m}": v for k, ms in out.items() for m, v in ms.items()})
   return out

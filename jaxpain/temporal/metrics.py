@@ -111,7 +111,27 @@ def diversity(gen: np.ndarray) -> float:
   return float(total / pairs / (g.shape[-2] * g.shape[-1]))
 
 
-def compute(gen: np.ndarray, gt: np.ndarray, stim: np.ndarray
+def _check(gen: np.ndarray, gt: np.ndarray):
+  gen, gt = np.asarray(gen, np.float64), np.asarray(gt, np.float64)
+  if gen.ndim != 4 or gen.shape[1:] != gt.shape:
+    raise ValueError(f"gen {gen.shape} must be (S, N, T, K) with (N, T, K) "
+                     f"= gt {gt.shape}")
+  return gen, gt
+
+
+def sample_scores(gen: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
+  """The scores against the ground truth per sample and sequence, (S, N):
+  PainCorr (Pearson r), PainSim (DTW) and PainDist (MSE). `compute`
+  averages them; `jaxpain.temporal.paired` compares methods on them."""
+  gen, gt = _check(gen, gt)
+  p_gen, p_gt = sq.pspi(gen), sq.pspi(gt)  # (S, N, T), (N, T)
+  return {"PainCorr": pearson(p_gen, p_gt[None]),
+          "PainSim": dtw(p_gen, p_gt[None]),
+          "PainDist": np.square(gen - gt[None]).mean(axis=(2, 3))}
+
+
+def compute(gen: np.ndarray, gt: np.ndarray, stim: np.ndarray,
+            scores: dict[str, np.ndarray] | None = None
             ) -> dict[str, float]:
   """All metrics for S samples of N sequences (module docstring).
 
@@ -119,25 +139,23 @@ def compute(gen: np.ndarray, gt: np.ndarray, stim: np.ndarray
     gen: (S, N, T, K) generated AU intensities.
     gt: (N, T, K) ground truth.
     stim: (N, T) stimulus.
+    scores: `sample_scores(gen, gt)` when the caller has it already (the
+      DTW is the costly part).
 
   Returns:
     {metric: value}.
   """
-  gen, gt = np.asarray(gen, np.float64), np.asarray(gt, np.float64)
-  if gen.ndim != 4 or gen.shape[1:] != gt.shape:
-    raise ValueError(f"gen {gen.shape} must be (S, N, T, K) with (N, T, K) "
-                     f"= gt {gt.shape}")
-  p_gen, p_gt = sq.pspi(gen), sq.pspi(gt)  # (S, N, T), (N, T)
-  r = pearson(p_gen, p_gt[None])
+  gen, gt = _check(gen, gt)
+  s = sample_scores(gen, gt) if scores is None else scores
   return {
-      "PainDist": float(np.square(gen - gt[None]).mean()),
+      "PainDist": float(s["PainDist"].mean()),
       "PainDivrs": diversity(gen),
       "PainVar": temporal_variance(gen),
-      "PainCorr": float(r.mean()),
-      "PainCorr_max": float(r.max(0).mean()),
-      "PainSim": float(dtw(p_gen, p_gt[None]).mean()),
-      "PainAcc": float(dtw(_znorm(p_gen), _znorm(np.asarray(stim))[None])
-                       .mean()),
+      "PainCorr": float(s["PainCorr"].mean()),
+      "PainCorr_max": float(s["PainCorr"].max(0).mean()),
+      "PainSim": float(s["PainSim"].mean()),
+      "PainAcc": float(dtw(_znorm(sq.pspi(gen)),
+                           _znorm(np.asarray(stim))[None]).mean()),
       "jerk": jerk(gen),
   }
 

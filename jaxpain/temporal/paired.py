@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from jaxpain.temporal import metrics
-from synth import sequences as sq
 
 # The metrics compared segment by segment, with their direction.
 COMPARED = ("PainCorr", "PainSim", "PainDist")
@@ -37,16 +36,7 @@ def per_segment(gen: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
     gen: (S, N, T, K) generated AU intensities.
     gt: (N, T, K) ground truth.
   """
-  gen, gt = np.asarray(gen, np.float64), np.asarray(gt, np.float64)
-  if gen.ndim != 4 or gen.shape[1:] != gt.shape:
-    raise ValueError(f"gen {gen.shape} must be (S, N, T, K) with (N, T, K) "
-                     f"= gt {gt.shape}")
-  p_gen, p_gt = sq.pspi(gen), sq.pspi(gt)
-  return {
-      "PainCorr": metrics.pearson(p_gen, p_gt[None]).mean(0),
-      "PainSim": metrics.dtw(p_gen, p_gt[None]).mean(0),
-      "PainDist": np.square(gen - gt[None]).mean(axis=(0, 2, 3)),
-  }
+  return {m: v.mean(0) for m, v in metrics.sample_scores(gen, gt).items()}
 
 
 def advantage(ours: np.ndarray, other: np.ndarray, metric: str

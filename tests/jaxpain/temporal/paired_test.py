@@ -23,6 +23,9 @@ def test_per_segment_means_are_the_aggregate_metrics():
   for m in paired.COMPARED:
     assert seg[m].shape == (gt.shape[0],)
     np.testing.assert_allclose(seg[m].mean(), agg[m], rtol=1e-9)
+  # The evaluation passes the per-sample scores in so the DTW runs once.
+  again = metrics.compute(gen, gt, stim, metrics.sample_scores(gen, gt))
+  assert again == agg
 
 
 def test_advantage_is_positive_where_ours_is_better():
